@@ -1,0 +1,174 @@
+"""What a running service holds (pool, Redis, verifier, background loops) and how it is wired.
+
+Each `*_context` below is an aiohttp `cleanup_ctx`: it opens a resource or starts a loop at start-up
+and closes or stops it at shutdown, in reverse order. A service's `app.py` picks the ones it needs.
+Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from common.db import COMMON_MIGRATIONS, create_pool, migrate
+from common.outbox import OutboxRelay
+from common.settings import Settings
+from common.tokens import TokenVerifier
+from common.worker import ConsumerWorker, Handler, WorkerOptions
+
+log = structlog.get_logger("runtime")
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool | None = None
+    redis: aioredis.Redis | None = None
+    verifier: TokenVerifier | None = None
+    relay: OutboxRelay | None = None
+    worker: ConsumerWorker | None = None
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+    def db(self) -> asyncpg.Pool:
+        assert self.pool is not None, "database_context not installed"
+        return self.pool
+
+    def redis_client(self) -> aioredis.Redis:
+        assert self.redis is not None, "redis_context not installed"
+        return self.redis
+
+    def token_verifier(self) -> TokenVerifier:
+        assert self.verifier is not None, "redis_context not installed"
+        return self.verifier
+
+
+def runtime_of(app: web.Application) -> Runtime:
+    from common.web import RUNTIME  # runtime is imported by web; avoid the cycle at import time
+
+    return app[RUNTIME]
+
+
+def make_redis(url: str) -> aioredis.Redis:
+    return aioredis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """Redis client + the token verifier (it needs Redis for the session deny-list)."""
+    rt = runtime_of(app)
+    rt.redis = make_redis(rt.settings.redis_url)
+    rt.verifier = TokenVerifier(rt.settings.read_public_key(), rt.settings.jwt_issuer, rt.redis)
+    rt.readiness["redis"] = _ping_redis(rt.redis)
+    yield
+    await rt.redis.aclose()
+
+
+def _ping_redis(client: aioredis.Redis) -> ReadinessCheck:
+    async def check() -> None:
+        await client.ping()
+
+    return check
+
+
+def database_context(migrations: Path | None) -> CleanupContext:
+    """Migrate (common tables, then the service's), then open the pool."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        rt = runtime_of(app)
+        settings = rt.settings
+        sources = [("common", COMMON_MIGRATIONS)]
+        if migrations is not None:
+            sources.append((settings.service_name, migrations))
+        await migrate(settings.database_url, sources)
+        rt.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        pool = rt.pool
+
+        async def check() -> None:
+            async with pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+
+        rt.readiness["database"] = check
+        yield
+        await pool.close()
+
+    return context
+
+
+async def _stop_task(task: asyncio.Task[None], grace_s: float) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace_s)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def outbox_context(app: web.Application) -> AsyncIterator[None]:
+    rt = runtime_of(app)
+    settings = rt.settings
+    rt.relay = OutboxRelay(
+        rt.db(),
+        rt.redis_client(),
+        settings.database_url,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_ms / 1000,
+    )
+    task = asyncio.create_task(rt.relay.run(), name="outbox-relay")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # One last pass so events of requests that finished during shutdown leave now, not at next start.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(rt.relay.relay_once(), 2)
+    await rt.relay.close()
+
+
+def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
+    """Run the consumer-group worker for this service's event handlers."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        rt = runtime_of(app)
+        settings = rt.settings
+        rt.worker = ConsumerWorker(
+            redis=rt.redis_client(),
+            pool=rt.db(),
+            group=settings.service_name,
+            consumer=settings.consumer_name,
+            handlers=handlers,
+            options=worker_options(settings),
+        )
+        worker = rt.worker
+        task = asyncio.create_task(worker.run(), name="consumer-worker")
+
+        async def check() -> None:
+            if task.done():
+                raise RuntimeError("consumer worker is not running")
+
+        rt.readiness["consumer"] = check
+        yield
+        worker.stop()
+        await _stop_task(task, settings.consumer_shutdown_grace_s)
+
+    return context
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    return WorkerOptions(
+        batch_size=settings.consumer_batch_size,
+        block_ms=settings.consumer_block_ms,
+        claim_idle_ms=settings.consumer_claim_idle_ms,
+        claim_interval_ms=settings.consumer_claim_interval_ms,
+        retry_delay_ms=settings.consumer_retry_delay_ms,
+        max_deliveries=settings.consumer_max_deliveries,
+    )

@@ -1,0 +1,111 @@
+"""Access-token verification with the public key, and the session deny-list in Redis.
+
+Only auth_svc holds the private key; every other process verifies with the public one. A token is
+accepted when its signature, issuer, type and expiry are right *and* its session is not on the
+deny-list. The deny-list is keyed by session id rather than token id: revoking a session (logout,
+refresh-token reuse, password change) must kill every access token that session ever minted,
+including ones issued before a rotation, and their ids are not all known at revocation time.
+Entries live as long as the longest-lived access token, then expire by themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jwt
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from common.errors import ServiceUnavailable, Unauthorized
+
+ALGORITHM = "EdDSA"
+ACCESS = "access"
+REFRESH = "refresh"
+
+
+def revoked_session_key(session_id: str) -> str:
+    return f"auth:revoked-session:{session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as proven by a verified access token."""
+
+    user_id: str
+    session_id: str
+    role: str
+    username: str
+    token_id: str
+    expires_at: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in {"admin", "superadmin"}
+
+
+class TokenVerifier:
+    def __init__(self, public_key: bytes, issuer: str, redis: aioredis.Redis | None) -> None:
+        self._key = public_key
+        self._issuer = issuer
+        self._redis = redis
+
+    def decode(self, token: str, expected_type: str = ACCESS) -> dict:
+        """Check signature, issuer, expiry and type; return the claims. Raises Unauthorized."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],  # never "none", never a symmetric algorithm
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "sid", "jti", "typ"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("token expired", code="token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("invalid token", code="invalid_token") from exc
+        if claims.get("typ") != expected_type:
+            raise Unauthorized("invalid token", code="invalid_token")
+        return claims
+
+    async def verify(self, token: str) -> Principal:
+        claims = self.decode(token)
+        if self._redis is not None and await self.is_revoked(claims["sid"]):
+            raise Unauthorized("token revoked", code="token_revoked")
+        return Principal(
+            user_id=claims["sub"],
+            session_id=claims["sid"],
+            role=claims.get("role", "user"),
+            username=claims.get("username", ""),
+            token_id=claims["jti"],
+            expires_at=int(claims["exp"]),
+        )
+
+    async def is_revoked(self, session_id: str) -> bool:
+        assert self._redis is not None
+        try:
+            return bool(await self._redis.exists(revoked_session_key(session_id)))
+        except RedisError as exc:
+            # Fail closed: without the deny-list we cannot tell a logged-out token from a live one.
+            raise ServiceUnavailable("token deny-list unavailable") from exc
+
+
+async def deny_sessions(redis: aioredis.Redis, session_ids: Iterable[str], ttl_s: int) -> None:
+    """Put sessions on the deny-list for `ttl_s` seconds (the access-token lifetime)."""
+    ids = list(session_ids)
+    if not ids:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for sid in ids:
+            pipe.set(revoked_session_key(sid), "1", ex=max(ttl_s, 1))
+        await pipe.execute()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,83 @@
+"""Request parsing with marshmallow, producing the SPEC's 400 errors.
+
+Handlers call `await parse_body(request, Schema())` / `parse_query(request, Schema())` and get a
+plain dict back, or the request ends with `invalid_json` / `validation_error` and per-field details.
+Schemas reject unknown fields (marshmallow's default RAISE), so a typo is an error, not silence.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+from aiohttp import web
+from marshmallow import Schema, ValidationError, fields, validate
+
+from common.errors import InvalidJSON, ValidationFailed
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
+    """Validate already-decoded data; raise ValidationFailed with marshmallow's per-field messages."""
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"_schema": ["expected a JSON object"]})
+    try:
+        return schema.load(data, partial=partial)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise ValidationFailed(details=messages) from exc
+
+
+async def read_json(request: web.Request) -> Any:
+    """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(details={"position": exc.pos}) from exc
+
+
+async def parse_body(request: web.Request, schema: Schema, *, partial: bool = False) -> dict[str, Any]:
+    return load(schema, await read_json(request), partial=partial)
+
+
+def parse_query(request: web.Request, schema: Schema) -> dict[str, Any]:
+    # Repeated parameters keep their last value; list-valued filters are not part of the API.
+    return load(schema, dict(request.query))
+
+
+class OffsetPageQuery(Schema):
+    limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
+    offset = fields.Int(load_default=0, validate=validate.Range(min=0))
+
+
+class CursorPageQuery(Schema):
+    limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
+    cursor = fields.Str(load_default=None)
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    """An opaque cursor for keyset pagination (clients must not rely on its contents)."""
+    return base64.urlsafe_b64encode(orjson.dumps(position)).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, required_keys: tuple[str, ...]) -> dict[str, Any]:
+    """Decode a cursor made by `encode_cursor`; anything else is a 400, never a 500."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        position = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
+        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
+    if not isinstance(position, dict) or any(key not in position for key in required_keys):
+        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
+    return position
+
+
+def offset_page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -1,0 +1,180 @@
+"""The aiohttp application factory every service and the gateway start from.
+
+It installs, in this order (outermost first):
+- request id: reuse a sane incoming `X-Request-ID` or make one, bind it to the log context and the
+  event correlation id, echo it on every response (errors included);
+- errors: every exception becomes the SPEC error shape; unknown routes, wrong methods and oversized
+  bodies too, so no HTML error page ever leaves a service;
+- auth: every route needs a verified bearer token unless its handler is marked `@public`.
+and `GET /health` (alive) and `GET /ready` (every registered readiness check passes).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from common.errors import (
+    AppError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from common.events import correlation_id_var
+from common.runtime import Runtime
+from common.settings import Settings
+from common.tokens import Principal, bearer_token
+
+log = structlog.get_logger("http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_PUBLIC_ATTR = "__taskswarm_public__"
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a handler as reachable without a bearer token."""
+    setattr(handler, _PUBLIC_ATTR, True)
+    return handler
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_UTC_Z), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(error: AppError) -> web.Response:
+    return json_response(error.to_body(), status=error.status, headers=error.headers)
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller (set by the auth middleware)."""
+    return request["principal"]
+
+
+def request_id_of(request: web.Request) -> str:
+    return request["request_id"]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+    request["request_id"] = request_id
+    token = correlation_id_var.set(request_id)
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        finally:
+            correlation_id_var.reset(token)
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        log.info(
+            "http.request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+
+_HTTP_ERRORS: dict[int, type[AppError]] = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as exc:
+        if exc.status >= 500:
+            log.warning("http.dependency_error", code=exc.code, error=exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and 304s are answers, not errors
+        error_type = _HTTP_ERRORS.get(exc.status)
+        error = error_type() if error_type else AppError(exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        error.status = exc.status
+        return error_response(error)
+    except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError, RedisError) as exc:
+        # A dependency is down or went away mid-request: say so, with a retryable status.
+        log.warning("http.dependency_unavailable", error=repr(exc))
+        return error_response(ServiceUnavailable())
+    except asyncpg.TooManyConnectionsError:
+        return error_response(ServiceUnavailable("database is overloaded"))
+    except Exception:
+        log.exception("http.unhandled_error", method=request.method, path=request.path)
+        return error_response(AppError())
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    match_info = request.match_info
+    route_handler = getattr(match_info, "handler", None)
+    if route_handler is None or getattr(route_handler, _PUBLIC_ATTR, False):
+        return await handler(request)
+    if match_info.http_exception is not None:  # unknown route / method: let it be a 404/405
+        return await handler(request)
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized("missing bearer token", code="missing_token")
+    request["principal"] = await request.app[RUNTIME].token_verifier().verify(token)
+    with structlog.contextvars.bound_contextvars(user_id=request["principal"].user_id):
+        return await handler(request)
+
+
+@public
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "service": request.app[RUNTIME].settings.service_name})
+
+
+@public
+async def ready(request: web.Request) -> web.Response:
+    checks = request.app[RUNTIME].readiness
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await check()
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"failing: {type(exc).__name__}: {exc}"
+    ok = all(value == "ok" for value in results.values())
+    return json_response({"status": "ready" if ok else "not_ready", "checks": results}, 200 if ok else 503)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """A bare service application: middlewares, health and readiness, nothing service-specific.
+
+    Resources (pool, Redis, verifier) are opened later by the cleanup contexts of `common.runtime`
+    and stored on the app's `Runtime`, created here because the app's own state freezes at start-up.
+    """
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[RUNTIME] = Runtime(settings)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    return app

@@ -1,0 +1,453 @@
+"""The consumer-group worker: reads the streams a service follows and applies their events once.
+
+One loop, no hidden concurrency, in this order of priority:
+1. at start, and whenever a retry is due, re-read this consumer's own pending entries (id `0`);
+2. every `claim_interval`, take over entries idle on other (dead) consumers with `XAUTOCLAIM`,
+   following its cursor until the whole pending list was scanned;
+3. otherwise, one blocking `XREADGROUP ... >` over all followed streams, in batches.
+
+A batch is applied in one PostgreSQL transaction with a savepoint per event: the event id goes into
+the `inbox` table in the same savepoint as the handler's effect, so a redelivered event is skipped and
+a failing handler rolls back only its own event. Entries are `XACK`ed only after the commit; a crash
+anywhere before that leaves them pending, to be redelivered (and skipped if they had committed).
+
+An entry whose handler fails stays pending and is retried with a growing delay; after
+`max_deliveries` deliveries it goes to `events:dlq` with its error and is acknowledged, so the rest
+of the stream keeps flowing. Infrastructure failures (database or Redis down) are not the event's
+fault: the batch is retried as it is, without consuming deliveries, until the dependency is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common.events import DEAD_LETTER_STREAM, Event, MalformedEvent, correlation_id_var, stream_for, utcnow
+
+log = structlog.get_logger("worker")
+
+Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
+
+# Errors that mean "the database is unreachable or the transaction lost a race", not "this event is bad".
+_TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.AdminShutdownError,
+)
+_MAX_BACKOFF_S = 5.0
+
+
+class _TransientFailure(Exception):
+    """Applying a batch failed for reasons outside the events (wrapped for the retry loop)."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    stream: str
+    entry_id: str
+    fields: dict[str, str] | None  # None when the entry was trimmed while still pending
+    deliveries: int = 1
+
+
+@dataclass
+class WorkerOptions:
+    batch_size: int = 100
+    block_ms: int = 2000
+    claim_idle_ms: int = 30_000
+    claim_interval_ms: int = 5_000
+    retry_delay_ms: int = 500
+    max_deliveries: int = 5
+
+
+@dataclass
+class WorkerStats:
+    applied: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+    groups_recreated: int = 0
+    last_errors: dict[str, str] = field(default_factory=dict)
+
+
+def _entry_key(ms_seq: str) -> tuple[int, int]:
+    ms, _, seq = ms_seq.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class ConsumerWorker:
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        group: str,
+        consumer: str,
+        handlers: Mapping[str, Handler],
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self.group = group
+        self.consumer = consumer
+        self._handlers = dict(handlers)
+        self._streams = [stream_for(event_type) for event_type in self._handlers]
+        self._options = options or WorkerOptions()
+        self._stopping = asyncio.Event()
+        # Due immediately: a consumer starts by re-reading its own pending entries (id 0).
+        self._retry_at: float | None = 0.0
+        self._groups_ready = False
+        self._next_claim_at = 0.0
+        self._claim_cursors = {stream: "0-0" for stream in self._streams}
+        self.stats = WorkerStats()
+        self.running = False
+        self._log = log.bind(group=group, consumer=consumer)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return. Nothing unprocessed gets acknowledged."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        if not self._streams:
+            return
+        backoff = 0.1
+        self.running = True
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._step()
+                    backoff = 0.1
+                except ResponseError as exc:
+                    if not str(exc).startswith("NOGROUP"):
+                        raise
+                    await self._recover_lost_group(exc)
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    self._log.warning("worker.redis_unavailable", error=repr(exc), retry_in_s=backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        finally:
+            self.running = False
+            self._log.info("worker.stopped", **self._stats_fields())
+
+    async def _step(self) -> None:
+        if not self._groups_ready:
+            await self._ensure_groups(start_id="0")
+            self._groups_ready = True
+        now = time.monotonic()
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            await self._drain_own_pending()
+        if now >= self._next_claim_at:
+            self._next_claim_at = now + self._options.claim_interval_ms / 1000
+            await self._reclaim_idle()
+        deliveries = await self._read_new()
+        if deliveries:
+            await self._process(deliveries)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def _ensure_groups(self, start_id: str) -> None:
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, self.group, id=start_id, mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _recover_lost_group(self, exc: ResponseError) -> None:
+        # Redis restarted without persistence or was flushed. Re-reading from 0 redelivers whatever the
+        # streams still hold; the inbox makes that harmless. Logged as an error: someone must know.
+        self.stats.groups_recreated += 1
+        self._log.error(
+            "worker.consumer_group_lost",
+            error=str(exc),
+            action="recreating consumer groups from id 0; already-applied events will be skipped",
+            streams=self._streams,
+        )
+        self._claim_cursors = {stream: "0-0" for stream in self._streams}
+        await self._ensure_groups(start_id="0")
+
+    def _block_ms(self) -> int:
+        """Block no longer than the next reclaim or retry is due, so neither waits on idle streams."""
+        deadline = self._next_claim_at
+        if self._retry_at is not None:
+            deadline = min(deadline, self._retry_at)
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        return max(1, min(self._options.block_ms, remaining_ms))
+
+    async def _read_new(self) -> list[Delivery]:
+        read = asyncio.ensure_future(
+            self._redis.xreadgroup(
+                self.group,
+                self.consumer,
+                {stream: ">" for stream in self._streams},
+                count=self._options.batch_size,
+                block=self._block_ms(),
+            )
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({read, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not read.done():
+            # Stopping while blocked. Anything Redis hands us from here on stays pending on this
+            # consumer and is re-read (id 0) at the next start, or reclaimed by another replica.
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError):
+                await read
+            return []
+        return self._deliveries(read.result())
+
+    def _deliveries(self, response: Any) -> list[Delivery]:
+        found: list[Delivery] = []
+        items = response.items() if isinstance(response, dict) else response or []
+        for stream, entries in items:
+            for entry_id, fields in entries:
+                found.append(Delivery(stream, entry_id, fields or None))
+        return found
+
+    async def _drain_own_pending(self) -> None:
+        """Re-read every entry this consumer holds pending, oldest first, following an id cursor."""
+        cursors = {stream: "0" for stream in self._streams}
+        while cursors and not self._stopping.is_set():
+            response = await self._redis.xreadgroup(
+                self.group, self.consumer, cursors, count=self._options.batch_size
+            )
+            deliveries = self._deliveries(response)
+            seen = {d.stream for d in deliveries}
+            for stream in list(cursors):
+                if stream not in seen:
+                    del cursors[stream]
+            for delivery in deliveries:
+                cursors[delivery.stream] = delivery.entry_id
+            if deliveries:
+                await self._count_deliveries(deliveries)
+                await self._process(deliveries)
+
+    async def _reclaim_idle(self) -> None:
+        for stream in self._streams:
+            while not self._stopping.is_set():
+                next_cursor, claimed, *_deleted = await self._redis.xautoclaim(
+                    stream,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=self._options.claim_idle_ms,
+                    start_id=self._claim_cursors[stream],
+                    count=self._options.batch_size,
+                )
+                self._claim_cursors[stream] = next_cursor
+                deliveries = [Delivery(stream, entry_id, fields or None) for entry_id, fields in claimed]
+                if deliveries:
+                    self.stats.reclaimed += len(deliveries)
+                    self._log.info("worker.reclaimed", stream=stream, count=len(deliveries))
+                    await self._count_deliveries(deliveries)
+                    await self._process(deliveries)
+                if next_cursor in ("0-0", "0"):
+                    break
+
+    async def _count_deliveries(self, deliveries: list[Delivery]) -> None:
+        """Fill in how many times each entry was delivered (XPENDING knows; XREADGROUP does not say)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for d in deliveries:
+                pipe.xpending_range(d.stream, self.group, min=d.entry_id, max=d.entry_id, count=1)
+            results = await pipe.execute()
+        for delivery, pending in zip(deliveries, results, strict=True):
+            if pending:
+                delivery.deliveries = int(pending[0]["times_delivered"])
+
+    # -- applying ----------------------------------------------------------------------------------
+
+    async def _process(self, deliveries: list[Delivery]) -> None:
+        deliveries.sort(key=lambda d: _entry_key(d.entry_id))  # approximate causal order across streams
+        to_ack: list[Delivery] = []
+        to_apply: list[tuple[Delivery, Event]] = []
+        for delivery in deliveries:
+            if delivery.fields is None:
+                self._log.warning("worker.entry_trimmed", stream=delivery.stream, entry_id=delivery.entry_id)
+                to_ack.append(delivery)
+                continue
+            try:
+                event = Event.from_fields(delivery.fields)
+            except MalformedEvent as exc:
+                await self._dead_letter(delivery, None, f"malformed envelope: {exc}")
+                continue
+            if delivery.deliveries > self._options.max_deliveries:
+                # Delivered too often without an ack, typically a consumer crashing on it every time.
+                reason = self.stats.last_errors.get(
+                    delivery.entry_id, "delivered repeatedly without being acknowledged (consumer crashed?)"
+                )
+                await self._dead_letter(delivery, event, reason)
+                continue
+            if event.type not in self._handlers:
+                self._log.warning("worker.no_handler", event_type=event.type, stream=delivery.stream)
+                to_ack.append(delivery)
+                continue
+            to_apply.append((delivery, event))
+
+        failures = await self._apply_with_retry(to_apply) if to_apply else {}
+        for delivery, _event in to_apply:
+            if delivery.entry_id not in failures:
+                to_ack.append(delivery)
+        await self._ack(to_ack)
+
+        for delivery, event in to_apply:
+            error = failures.get(delivery.entry_id)
+            if error is None:
+                self.stats.last_errors.pop(delivery.entry_id, None)
+                continue
+            self.stats.failed += 1
+            self.stats.last_errors[delivery.entry_id] = error
+            if delivery.deliveries >= self._options.max_deliveries:
+                await self._dead_letter(delivery, event, error)
+            else:
+                self._schedule_retry(delivery.deliveries)
+
+    async def _apply_with_retry(self, batch: list[tuple[Delivery, Event]]) -> dict[str, str]:
+        backoff = 0.1
+        while True:
+            try:
+                return await self._apply(batch)
+            except _TransientFailure as exc:
+                if self._stopping.is_set():
+                    # Give up on this batch without acking anything: it stays pending for next time.
+                    return {d.entry_id: f"not applied before shutdown: {exc}" for d, _ in batch}
+                self._log.warning("worker.database_unavailable", error=str(exc), retry_in_s=backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _apply(self, batch: list[tuple[Delivery, Event]]) -> dict[str, str]:
+        """Apply a batch in one transaction; return entry id → error for the events that failed."""
+        failures: dict[str, str] = {}
+        applied = duplicates = 0
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for delivery, event in batch:
+                    outcome = await self._apply_one(conn, delivery, event)
+                    if outcome == "applied":
+                        applied += 1
+                    elif outcome == "duplicate":
+                        duplicates += 1
+                    else:
+                        failures[delivery.entry_id] = outcome
+        except _TRANSIENT_DB_ERRORS as exc:
+            raise _TransientFailure(repr(exc)) from exc
+        self.stats.applied += applied
+        self.stats.duplicates += duplicates
+        return failures
+
+    async def _apply_one(self, conn: asyncpg.Connection, delivery: Delivery, event: Event) -> str:
+        token = correlation_id_var.set(event.correlation_id)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                event_id=event.id,
+                correlation_id=event.correlation_id,
+                event_type=event.type,
+                stream=delivery.stream,
+                entry_id=delivery.entry_id,
+            ):
+                try:
+                    async with conn.transaction():  # a savepoint: a failure undoes only this event
+                        first_time = await conn.fetchval(
+                            "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) "
+                            "ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                            event.id,
+                            event.type,
+                        )
+                        if not first_time:
+                            self._log.debug("worker.duplicate_skipped")
+                            return "duplicate"
+                        await self._handlers[event.type](event, conn)
+                    return "applied"
+                except _TRANSIENT_DB_ERRORS:
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    self._log.warning(
+                        "worker.handler_failed", error=error, deliveries=delivery.deliveries, exc_info=True
+                    )
+                    return error
+        finally:
+            correlation_id_var.reset(token)
+
+    # -- acknowledging -----------------------------------------------------------------------------
+
+    async def _ack(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        by_stream: dict[str, list[str]] = {}
+        for d in deliveries:
+            by_stream.setdefault(d.stream, []).append(d.entry_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.group, *ids)
+            await pipe.execute()
+
+    async def _dead_letter(self, delivery: Delivery, event: Event | None, error: str) -> None:
+        """Move an entry to `events:dlq` (with why) and acknowledge it, atomically."""
+        fields = {
+            "stream": delivery.stream,
+            "entry_id": delivery.entry_id,
+            "group": self.group,
+            "consumer": self.consumer,
+            "error": error[:4000],
+            "deliveries": str(delivery.deliveries),
+            "failed_at": utcnow().isoformat().replace("+00:00", "Z"),
+            "event_id": event.id if event else "",
+            "event_type": event.type if event else "",
+            "correlation_id": event.correlation_id if event else "",
+            "envelope": orjson.dumps(delivery.fields or {}).decode(),
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(DEAD_LETTER_STREAM, fields)
+            pipe.xack(delivery.stream, self.group, delivery.entry_id)
+            await pipe.execute()
+        self.stats.dead_lettered += 1
+        self.stats.last_errors.pop(delivery.entry_id, None)
+        self._log.error(
+            "worker.dead_lettered",
+            stream=delivery.stream,
+            entry_id=delivery.entry_id,
+            event_id=fields["event_id"],
+            correlation_id=fields["correlation_id"],
+            deliveries=delivery.deliveries,
+            error=error,
+        )
+
+    def _schedule_retry(self, deliveries: int) -> None:
+        delay_s = min(self._options.retry_delay_ms / 1000 * 2 ** max(deliveries - 1, 0), 30.0)
+        retry_at = time.monotonic() + delay_s
+        self._retry_at = retry_at if self._retry_at is None else min(self._retry_at, retry_at)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _stats_fields(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "applied": s.applied,
+            "duplicates": s.duplicates,
+            "failed": s.failed,
+            "dead_lettered": s.dead_lettered,
+            "reclaimed": s.reclaimed,
+        }

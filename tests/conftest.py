@@ -1,0 +1,83 @@
+"""Shared fixtures: real Redis and PostgreSQL servers started for this test session.
+
+Each pytest-xdist worker starts its own servers on free ports in its own temporary folder, so runs
+never touch a server someone started by hand and never share state with another worker. Each test
+gets a fresh database and an empty Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.db import drop_database, ensure_database
+from common.embedded import EmbeddedPostgres, EmbeddedRedis
+from common.keys import ensure_keypair
+from common.settings import Settings
+
+
+@dataclass
+class Servers:
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+    keys_dir: Path
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    root = tmp_path_factory.mktemp("servers")
+    postgres = EmbeddedPostgres(root / "postgres", durable=False).start()
+    redis_server = EmbeddedRedis(root / "redis").start()
+    keys_dir = root / "keys"
+    ensure_keypair(keys_dir / "jwt_private.pem", keys_dir / "jwt_public.pem")
+    try:
+        yield Servers(postgres, redis_server, keys_dir)
+    finally:
+        redis_server.stop()
+        postgres.stop(mode="immediate")
+
+
+@pytest.fixture
+async def database_url(servers: Servers) -> AsyncIterator[str]:
+    """A brand-new empty database for this test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = servers.postgres.url()
+    await ensure_database(admin, name)
+    yield servers.postgres.url(name)
+    await drop_database(admin, name)
+
+
+@pytest.fixture
+async def redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
+    """A client on an emptied Redis."""
+    client = aioredis.from_url(servers.redis.url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_settings(servers: Servers, database_url: str):  # type: ignore[no-untyped-def]
+    """Factory of Settings pointing at this test's servers; keyword overrides win."""
+
+    def make(**overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "database_url": database_url,
+            "redis_url": servers.redis.url,
+            "jwt_private_key_file": str(servers.keys_dir / "jwt_private.pem"),
+            "jwt_public_key_file": str(servers.keys_dir / "jwt_public.pem"),
+            "log_level": "warning",
+            "consumer_block_ms": 200,
+            "consumer_claim_interval_ms": 200,
+            "consumer_retry_delay_ms": 50,
+            "outbox_poll_interval_ms": 200,
+        }
+        base.update(overrides)
+        return Settings.from_env({}, **base)
+
+    return make
