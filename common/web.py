@@ -41,6 +41,8 @@ log = structlog.get_logger("http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 RUNTIME = web.AppKey("runtime", Runtime)
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -65,11 +67,11 @@ def error_response(error: AppError) -> web.Response:
 
 def principal(request: web.Request) -> Principal:
     """The authenticated caller (set by the auth middleware)."""
-    return request["principal"]
+    return request[PRINCIPAL]
 
 
 def request_id_of(request: web.Request) -> str:
-    return request["request_id"]
+    return request[REQUEST_ID]
 
 
 def new_request_id() -> str:
@@ -80,7 +82,7 @@ def new_request_id() -> str:
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     token = correlation_id_var.set(request_id)
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -140,8 +142,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     token = bearer_token(request.headers.get("Authorization"))
     if token is None:
         raise Unauthorized("missing bearer token", code="missing_token")
-    request["principal"] = await request.app[RUNTIME].token_verifier().verify(token)
-    with structlog.contextvars.bound_contextvars(user_id=request["principal"].user_id):
+    request[PRINCIPAL] = await request.app[RUNTIME].token_verifier().verify(token)
+    with structlog.contextvars.bound_contextvars(user_id=request[PRINCIPAL].user_id):
         return await handler(request)
 
 

@@ -1,0 +1,105 @@
+"""auth_svc HTTP handlers: parse and validate, call the service, shape the response."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from auth_svc.schemas import (
+    ChangePasswordRequest,
+    ChangeRoleRequest,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    UpdateMeRequest,
+    UserListQuery,
+)
+from auth_svc.service import AuthService, user_view
+from common.keys import public_jwk
+from common.runtime import runtime_of
+from common.validation import offset_page, parse_body, parse_query
+from common.web import json_response, principal, public
+
+AUTH_SERVICE = web.AppKey("auth_service", AuthService)
+JWKS_KEY_ID = "taskswarm-1"
+
+
+def _service(request: web.Request) -> AuthService:
+    return request.app[AUTH_SERVICE]
+
+
+@public
+async def register(request: web.Request) -> web.Response:
+    body = await parse_body(request, RegisterRequest())
+    user, tokens = await _service(request).register(body["username"], body["email"], body["password"])
+    return json_response({"user": user_view(user), **tokens.to_dict()}, status=201)
+
+
+@public
+async def login(request: web.Request) -> web.Response:
+    body = await parse_body(request, LoginRequest())
+    tokens = await _service(request).login(body["username"], body["password"])
+    return json_response(tokens.to_dict())
+
+
+@public
+async def refresh(request: web.Request) -> web.Response:
+    body = await parse_body(request, RefreshRequest())
+    verifier = runtime_of(request.app).token_verifier()
+    tokens = await _service(request).refresh(body["refresh_token"], verifier)
+    return json_response(tokens.to_dict())
+
+
+@public
+async def jwks(request: web.Request) -> web.Response:
+    public_pem = runtime_of(request.app).settings.read_public_key()
+    return json_response({"keys": [public_jwk(public_pem, JWKS_KEY_ID)]})
+
+
+async def logout(request: web.Request) -> web.Response:
+    await _service(request).logout(principal(request))
+    return web.Response(status=204)
+
+
+async def get_me(request: web.Request) -> web.Response:
+    return json_response(user_view(await _service(request).get_user(principal(request).user_id)))
+
+
+async def update_me(request: web.Request) -> web.Response:
+    changes = await parse_body(request, UpdateMeRequest())
+    return json_response(user_view(await _service(request).update_me(principal(request), changes)))
+
+
+async def change_password(request: web.Request) -> web.Response:
+    body = await parse_body(request, ChangePasswordRequest())
+    await _service(request).change_password(principal(request), body["current_password"], body["new_password"])
+    return web.Response(status=204)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    query = parse_query(request, UserListQuery())
+    users, total = await _service(request).list_users(query["search"], query["limit"], query["offset"])
+    return json_response(offset_page([user_view(u) for u in users], total, query["limit"], query["offset"]))
+
+
+async def get_user(request: web.Request) -> web.Response:
+    return json_response(user_view(await _service(request).get_user(request.match_info["user_id"])))
+
+
+async def change_role(request: web.Request) -> web.Response:
+    body = await parse_body(request, ChangeRoleRequest())
+    user = await _service(request).change_role(principal(request), request.match_info["user_id"], body["role"])
+    return json_response(user_view(user))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/auth/register", register)
+    app.router.add_post("/auth/login", login)
+    app.router.add_post("/auth/refresh", refresh)
+    app.router.add_post("/auth/logout", logout)
+    app.router.add_get("/auth/jwks.json", jwks)
+    app.router.add_get("/users/me", get_me)
+    app.router.add_patch("/users/me", update_me)
+    app.router.add_post("/users/me/password", change_password)
+    app.router.add_get("/users", list_users)
+    app.router.add_get("/users/{user_id}", get_user)
+    app.router.add_patch("/users/{user_id}/role", change_role)

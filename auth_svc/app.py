@@ -1,0 +1,36 @@
+"""auth_svc composition root: the application, its resources and background loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from auth_svc.api import AUTH_SERVICE, add_routes
+from auth_svc.service import AuthService, PasswordHasher
+from auth_svc.tokens import TokenIssuer
+from common.runtime import database_context, outbox_context, redis_context, runtime_of
+from common.settings import Settings
+from common.web import create_app as create_base_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build_service(settings: Settings, app: web.Application) -> AuthService:
+    issuer = TokenIssuer(
+        settings.read_private_key(),
+        settings.jwt_issuer,
+        settings.access_token_ttl_s,
+        settings.refresh_token_ttl_s,
+    )
+    return AuthService(runtime_of(app), issuer, PasswordHasher(settings.password_hash_scheme))
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = create_base_app(settings)
+    app[AUTH_SERVICE] = build_service(settings, app)
+    app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(database_context(MIGRATIONS))
+    app.cleanup_ctx.append(outbox_context)
+    add_routes(app)
+    return app

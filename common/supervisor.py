@@ -1,0 +1,445 @@
+"""`swarm up`'s machinery: start Redis, PostgreSQL, every service and the gateway; watch; stop in order.
+
+`Swarm(SwarmConfig(...)).start()` brings the whole system up and returns once every process answers
+ready; `stop()` takes it down: gateway first (no new requests), then the services (consumers drain,
+outboxes flush), then PostgreSQL and Redis (which flushes its AOF). The CLI wraps it with signal
+handling and a table of URLs; the end-to-end tests use it directly with the session's servers.
+
+Without external URLs the servers are embedded in the data folder and keep their data and, when they
+are still free, their ports across restarts. What was started is written to `<data-dir>/state.json`,
+which also lets the next `swarm up` clean up after one that was killed without a chance to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from common import topology
+from common.db import ensure_database
+from common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from common.keys import ensure_keypair
+from common.procs import ChildProcess, LogPrinter
+from common.state import (
+    ProcessState,
+    ServerState,
+    ServiceState,
+    SwarmState,
+    load_state,
+    process_cmdline,
+    process_matches,
+    save_state,
+)
+from common.topology import ServiceSpec
+
+# Services that sign tokens get the private key; everyone else only the public one.
+TOKEN_SIGNERS = frozenset({"auth_svc"})
+
+
+class StartupError(RuntimeError):
+    """The system could not be brought up; `tail` holds the last lines of the process at fault."""
+
+    def __init__(self, message: str, label: str | None = None, tail: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.label = label
+        self.tail = list(tail)
+
+
+class StartupAborted(RuntimeError):
+    """A stop was requested (Ctrl-C, SIGTERM) before the system was ready."""
+
+
+@dataclass
+class SwarmConfig:
+    data_dir: Path = Path(".swarm")
+    gateway_port: int = 8080
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    redis_url: str | None = None  # an external Redis; None: embedded in the data folder
+    postgres_url: str | None = None  # an external server's admin DSN; None: embedded
+    keys_dir: Path | None = None  # default: <data_dir>/keys
+    database_suffix: str = ""  # keeps several systems apart on one server (tests)
+    host: str = "127.0.0.1"
+    log_format: str | None = None  # None: LOG_FORMAT if set, else console on a terminal and json when piped
+    env: Mapping[str, str] = field(default_factory=dict)  # extra variables for every child
+    ready_timeout_s: float = 60.0
+    stop_timeout_s: float = 20.0
+    restart_crashed: bool = False
+    # None: what `common.topology` finds installed (and its gateway). Given: exactly these, and
+    # `gateway_spec` as given (None: no gateway).
+    services: Sequence[ServiceSpec] | None = None
+    gateway_spec: ServiceSpec | None = None
+
+
+def database_url(admin_dsn: str, database: str) -> str:
+    """The DSN of `database` on the server of `admin_dsn` (same credentials and options)."""
+    parts = urlsplit(admin_dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def port_available(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers bind with SO_REUSEADDR: a port left in TIME_WAIT by our last run is free for them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _run_async(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to completion from sync code, even when the caller is inside an event loop."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(factory())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="swarm-async")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+class Swarm:
+    """The whole system on one machine, as separate processes."""
+
+    def __init__(self, config: SwarmConfig, printer: LogPrinter | None = None) -> None:
+        self.config = config
+        self.printer = printer or LogPrinter()
+        self.data_dir = config.data_dir.resolve()
+        self.keys_dir = (config.keys_dir or self.data_dir / "keys").resolve()
+        if config.services is None:
+            self.services = topology.services()
+            self.gateway_spec = topology.gateway()
+        else:
+            self.services = list(config.services)
+            self.gateway_spec = config.gateway_spec
+        self.children: list[ChildProcess] = []
+        self.redis_url = ""
+        self.postgres_url = ""
+        self._redis: EmbeddedRedis | None = None
+        self._postgres: EmbeddedPostgres | None = None
+        self._previous: SwarmState | None = None
+        self._stop_requested = threading.Event()
+        self._force = threading.Event()
+        self._stopped = False
+        self._restart_at: dict[str, float] = {}
+        self._started_at = datetime.now(UTC).isoformat(timespec="seconds")
+
+    # -- public -------------------------------------------------------------------------------------
+
+    @property
+    def gateway(self) -> ChildProcess | None:
+        return next((c for c in self.children if c.spec == self.gateway_spec), None)
+
+    @property
+    def gateway_url(self) -> str | None:
+        return self.gateway.url if self.gateway else None
+
+    def service_urls(self) -> dict[str, list[str]]:
+        return {spec.name: [c.url for c in self.replicas_of(spec.name)] for spec in self.services}
+
+    def replicas_of(self, name: str) -> list[ChildProcess]:
+        return [c for c in self.children if c.spec.name == name and c.spec != self.gateway_spec]
+
+    def database_url_of(self, spec: ServiceSpec) -> str | None:
+        if spec.database is None:
+            return None
+        return database_url(self.postgres_url, spec.database + self.config.database_suffix)
+
+    def start(self) -> SwarmState:
+        """Bring everything up and wait until it is ready; on any failure, take it all down again."""
+        try:
+            self._prepare()
+            self._start_servers()
+            self._check_abort()
+            _run_async(self._create_databases)
+            ensure_keypair(self.keys_dir / "jwt_private.pem", self.keys_dir / "jwt_public.pem")
+            self._spawn_all()
+            self._save("starting")
+            self._wait_ready()
+            return self._save("running")
+        except BaseException:
+            self.stop()
+            raise
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def force_stop(self) -> None:
+        self._force.set()
+        self._stop_requested.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def supervise(self, poll_s: float = 0.5) -> None:
+        """Block until a stop is requested, noting (and, if configured, restarting) crashed children."""
+        while not self._stop_requested.wait(poll_s):
+            self.check_children()
+
+    def check_children(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.running() or child.process is None:
+                continue
+            due = self._restart_at.get(child.label)
+            if due is None:
+                child.join_output()
+                self.printer.note(f"{child.label} exited with code {child.returncode}")
+                if not self.config.restart_crashed:
+                    child.process = None
+                    continue
+                # Back off on a crash loop; a child that ran a while since its last crash starts fresh.
+                if now - child.started_at > 60:
+                    child.restarts = 0
+                delay = min(30.0, 2.0**child.restarts)
+                self._restart_at[child.label] = now + delay
+                self.printer.note(f"restarting {child.label} in {delay:.0f}s")
+            elif now >= due:
+                del self._restart_at[child.label]
+                child.restarts += 1
+                child.start(self.printer)
+                self._save("running")
+
+    def stop(self, force: bool = False) -> None:
+        """Stop children (gateway first), then PostgreSQL, then Redis. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if force:
+            self._force.set()
+        gateway = [c for c in self.children if c.spec == self.gateway_spec]
+        self._stop_children(gateway)
+        self._stop_children([c for c in self.children if c not in gateway])
+        if self._postgres is not None:
+            self._postgres.stop(mode="immediate" if self._force.is_set() else "fast")
+        if self._redis is not None:
+            if self._force.is_set():
+                self._redis.kill()
+            else:
+                self._redis.stop()
+        if self.redis_url:  # we got far enough to have something worth recording
+            self._save("stopped")
+
+    def __enter__(self) -> Swarm:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- start-up -----------------------------------------------------------------------------------
+
+    def _check_abort(self) -> None:
+        if self._stop_requested.is_set():
+            raise StartupAborted("stop requested during start-up")
+
+    def _prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        previous = load_state(self.data_dir)
+        self._previous = previous
+        if previous is None:
+            return
+        if previous.is_running() and previous.supervisor_pid != os.getpid():
+            raise StartupError(
+                f"swarm is already running on {self.data_dir} (pid {previous.supervisor_pid}); stop it first"
+            )
+        # A previous supervisor killed without a chance to stop leaves orphans; they hold our ports,
+        # and a second redis-server must never write the same AOF.
+        for process in previous.processes():
+            if process.pid and process_matches(process.pid, "common.serve"):
+                os.kill(process.pid, signal.SIGKILL)
+        if (
+            previous.redis.embedded
+            and previous.redis.pid
+            and process_matches(previous.redis.pid, "redis-server")
+        ):
+            self.printer.note(
+                f"stopping the redis-server left running by a previous run (pid {previous.redis.pid})"
+            )
+            os.kill(previous.redis.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while process_matches(previous.redis.pid, "redis-server") and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def _reuse_port(self, port: int | None) -> int:
+        """The port used last time if it is still free (stable URLs across restarts), else a new one."""
+        return port if port and port_available(port) else free_port()
+
+    def _start_servers(self) -> None:
+        previous = self._previous
+        if self.config.redis_url:
+            self.redis_url = self.config.redis_url
+        else:
+            port = self._reuse_port(previous.redis.port if previous and previous.redis.embedded else None)
+            self._redis = EmbeddedRedis(self.data_dir / "redis", port=port, appendonly=True).start()
+            self.redis_url = self._redis.url
+        if self.config.postgres_url:
+            self.postgres_url = self.config.postgres_url
+            return
+        postgres = EmbeddedPostgres(self.data_dir / "postgres", durable=True)
+        if postgres.initialized() and postgres.running():
+            self.printer.note("stopping the PostgreSQL left running by a previous run")
+            postgres.stop(mode="fast")
+        postgres.port = self._reuse_port(
+            previous.postgres.port if previous and previous.postgres.embedded else None
+        )
+        self._postgres = postgres.start()
+        self.postgres_url = postgres.url()
+
+    async def _create_databases(self) -> None:
+        for spec in self.services:
+            if spec.database is not None:
+                await ensure_database(self.postgres_url, spec.database + self.config.database_suffix)
+
+    def _log_format(self) -> str:
+        if self.config.log_format:
+            return self.config.log_format
+        explicit = self.config.env.get("LOG_FORMAT") or os.environ.get("LOG_FORMAT")
+        if explicit:
+            return explicit
+        return "console" if sys.stdout.isatty() else "json"
+
+    def _base_env(self, spec: ServiceSpec, index: int, port: int) -> dict[str, str]:
+        env = {**os.environ, **self.config.env}
+        env.update(
+            SERVICE_NAME=spec.name,
+            HOST=self.config.host,
+            PORT=str(port),
+            REDIS_URL=self.redis_url,
+            JWT_PUBLIC_KEY_FILE=str(self.keys_dir / "jwt_public.pem"),
+            JWT_PRIVATE_KEY_FILE=str(self.keys_dir / "jwt_private.pem") if spec.name in TOKEN_SIGNERS else "",
+            LOG_FORMAT=self._log_format(),
+            PYTHONUNBUFFERED="1",
+            # Stable per replica: a restarted replica resumes its own pending entries at once instead
+            # of waiting for another consumer to reclaim them after the idle timeout.
+            CONSUMER_NAME=f"{spec.name}-{socket.gethostname()}-{index}",
+        )
+        db_url = self.database_url_of(spec)
+        if db_url is not None:
+            env["DATABASE_URL"] = db_url
+        else:
+            env.pop("DATABASE_URL", None)  # the external admin DSN is for us, not for the child
+        return env
+
+    def _previous_port(self, label: str) -> int | None:
+        if self._previous is None:
+            return None
+        return next((p.port for p in self._previous.processes() if p.label == label), None)
+
+    def _spawn_all(self) -> None:
+        for spec in self.services:
+            for index in range(1, max(1, self.config.replicas.get(spec.name, 1)) + 1):
+                label = f"{spec.name}.{index}"
+                port = self._reuse_port(self._previous_port(label))
+                self.children.append(
+                    ChildProcess(spec, index, port, self._base_env(spec, index, port), self.config.host)
+                )
+        if self.gateway_spec is not None:
+            port = self.config.gateway_port
+            if not port_available(port, self.config.host):
+                raise StartupError(f"port {port} is already in use; choose another with --port")
+            env = self._base_env(self.gateway_spec, 1, port)
+            for (
+                spec
+            ) in topology.SERVICES:  # every route, so a service that is absent is unrouted, not a default
+                if spec.gateway_env:
+                    env[spec.gateway_env] = ",".join(c.url for c in self.replicas_of(spec.name))
+            self.children.append(ChildProcess(self.gateway_spec, 1, port, env, self.config.host))
+        for child in self.children:
+            child.start(self.printer)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.ready_timeout_s
+        pending = list(self.children)
+        while pending:
+            self._check_abort()
+            for child in list(pending):
+                if not child.running():
+                    child.join_output()
+                    raise StartupError(
+                        f"{child.label} exited with code {child.returncode} during start-up",
+                        child.label,
+                        child.tail,
+                    )
+                if child.probe_ready():
+                    pending.remove(child)
+            if pending and time.monotonic() > deadline:
+                labels = ", ".join(c.label for c in pending)
+                raise StartupError(
+                    f"not ready after {self.config.ready_timeout_s:.0f}s: {labels}",
+                    pending[0].label,
+                    pending[0].tail,
+                )
+            if pending:
+                self._stop_requested.wait(0.1)
+
+    # -- shutdown -----------------------------------------------------------------------------------
+
+    def _stop_children(self, children: list[ChildProcess]) -> None:
+        for child in children:
+            (child.kill if self._force.is_set() else child.signal_stop)()
+        deadline = time.monotonic() + self.config.stop_timeout_s
+        for child in children:
+            while child.process is not None and child.wait(0.1) is None:
+                if self._force.is_set() or time.monotonic() > deadline:
+                    if not self._force.is_set():
+                        self.printer.note(f"{child.label} did not stop in time; killing it")
+                    child.kill()
+            child.join_output()
+        for child in children:
+            self._restart_at.pop(child.label, None)
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def _process_state(self, child: ChildProcess, running: bool) -> ProcessState:
+        return ProcessState(child.label, child.url, child.port, child.pid if running else None)
+
+    def _save(self, status: str) -> SwarmState:
+        running = status != "stopped"
+        state = SwarmState(
+            data_dir=str(self.data_dir),
+            keys_dir=str(self.keys_dir),
+            redis=ServerState(
+                self.redis_url,
+                embedded=self._redis is not None,
+                port=self._redis.port if self._redis else urlsplit(self.redis_url).port,
+                pid=self._redis.process.pid if running and self._redis and self._redis.process else None,
+            ),
+            postgres=ServerState(
+                self.postgres_url,
+                embedded=self._postgres is not None,
+                port=self._postgres.port if self._postgres else urlsplit(self.postgres_url).port,
+            ),
+            services={
+                spec.name: ServiceState(
+                    self.database_url_of(spec),
+                    [self._process_state(c, running) for c in self.replicas_of(spec.name)],
+                )
+                for spec in self.services
+            },
+            gateway=self._process_state(self.gateway, running) if self.gateway else None,
+            status=status,
+            supervisor_pid=os.getpid() if running else None,
+            supervisor_cmdline=process_cmdline(os.getpid()) if running else None,
+            started_at=self._started_at,
+        )
+        save_state(self.data_dir, state)
+        return state

@@ -1,0 +1,271 @@
+"""The consumer-group worker against a real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import structlog
+
+from common.events import DEAD_LETTER_STREAM, Event, stream_for
+from common.worker import ConsumerWorker, WorkerOptions
+from tests.helpers import eventually
+
+STREAM = stream_for("thing")
+GROUP = "things_svc"
+
+
+async def publish(redis, name: str, event_id: str | None = None) -> Event:  # type: ignore[no-untyped-def]
+    event = Event(type="thing", data={"name": name}, producer="test", correlation_id=f"corr-{name}",
+                  id=event_id or str(uuid.uuid4()))
+    await redis.xadd(STREAM, event.to_fields())
+    return event
+
+
+async def insert_thing(event: Event, conn: asyncpg.Connection) -> None:
+    await conn.execute("INSERT INTO things (event_id, name) VALUES ($1, $2)", event.id, event.data["name"])
+
+
+async def names(pool: asyncpg.Pool) -> list[str]:
+    return [r["name"] for r in await pool.fetch("SELECT name FROM things ORDER BY applied_at, name")]
+
+
+def options(**overrides: int) -> WorkerOptions:
+    base = {"batch_size": 10, "block_ms": 50, "claim_idle_ms": 60_000, "claim_interval_ms": 50,
+            "retry_delay_ms": 10, "max_deliveries": 3}
+    base.update(overrides)
+    return WorkerOptions(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(redis, pool, handlers, consumer: str = "c1", **opts: int) -> AsyncIterator[ConsumerWorker]:  # type: ignore[no-untyped-def]
+    worker = ConsumerWorker(redis=redis, pool=pool, group=GROUP, consumer=consumer, handlers=handlers,
+                            options=options(**opts))
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def pending_count(redis) -> int:  # type: ignore[no-untyped-def]
+    return (await redis.xpending(STREAM, GROUP))["pending"]
+
+
+async def test_applies_events_and_acknowledges_them(redis, pool):
+    async with running(redis, pool, {"thing": insert_thing}):
+        for name in ("a", "b", "c"):
+            await publish(redis, name)
+        await eventually(lambda: _has(pool, 3), what="three things applied")
+        await eventually(lambda: _zero_pending(redis), what="all acknowledged")
+    assert await names(pool) == ["a", "b", "c"]
+
+
+async def test_a_redelivered_event_is_applied_once(redis, pool):
+    event_id = str(uuid.uuid4())
+    async with running(redis, pool, {"thing": insert_thing}) as worker:
+        await publish(redis, "once", event_id)
+        await publish(redis, "once", event_id)  # the same event again, as after a crash before ACK
+        await publish(redis, "after")
+        await eventually(lambda: _has(pool, 2), what="distinct events applied")
+        await eventually(lambda: _zero_pending(redis), what="duplicate acknowledged too")
+    assert sorted(await names(pool)) == ["after", "once"]
+    assert worker.stats.duplicates == 1
+
+
+async def test_a_failing_handler_leaves_the_entry_pending_and_it_is_redelivered(redis, pool):
+    attempts: list[int] = []
+
+    async def flaky(event: Event, conn: asyncpg.Connection) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("transient business failure")
+        await insert_thing(event, conn)
+
+    async with running(redis, pool, {"thing": flaky}, retry_delay_ms=300):
+        await publish(redis, "flaky")
+        await eventually(lambda: _counter_at_least(attempts, 1), what="first attempt")
+        assert await pending_count(redis) == 1  # failed: not acknowledged
+        assert await names(pool) == []
+        await eventually(lambda: _has(pool, 1), what="redelivery applied it")
+        await eventually(lambda: _zero_pending(redis), what="acknowledged after success")
+    assert len(attempts) == 2
+
+
+async def test_a_failure_rolls_back_only_its_own_event_in_the_batch(redis, pool):
+    async def picky(event: Event, conn: asyncpg.Connection) -> None:
+        await insert_thing(event, conn)
+        if event.data["name"] == "bad":
+            raise ValueError("bad thing")
+
+    async with running(redis, pool, {"thing": picky}, max_deliveries=2):
+        for name in ("ok1", "bad", "ok2"):
+            await publish(redis, name)
+        await eventually(lambda: _dlq_length(redis, 1), what="bad thing dead-lettered")
+    assert sorted(await names(pool)) == ["ok1", "ok2"]  # "bad"'s insert was rolled back with it
+
+
+async def test_an_event_that_keeps_failing_goes_to_the_dead_letter_stream_and_later_ones_flow(redis, pool):
+    async def poisoned(event: Event, conn: asyncpg.Connection) -> None:
+        if event.data["name"] == "poison":
+            raise ValueError("cannot digest poison")
+        await insert_thing(event, conn)
+
+    async with running(redis, pool, {"thing": poisoned}, max_deliveries=3):
+        poison = await publish(redis, "poison")
+        for i in range(5):
+            await publish(redis, f"later-{i}")
+        await eventually(lambda: _has(pool, 5), what="later events applied")
+        await eventually(lambda: _dlq_length(redis, 1), what="poison dead-lettered")
+        await eventually(lambda: _zero_pending(redis), what="poison acknowledged after dead-lettering")
+    [(_, letter)] = await redis.xrange(DEAD_LETTER_STREAM)
+    assert letter["stream"] == STREAM
+    assert letter["group"] == GROUP
+    assert letter["event_id"] == poison.id
+    assert letter["deliveries"] == "3"
+    assert "cannot digest poison" in letter["error"]
+    assert "poison" in letter["envelope"]
+
+
+async def test_a_malformed_entry_is_dead_lettered_at_once(redis, pool):
+    async with running(redis, pool, {"thing": insert_thing}):
+        await redis.xadd(STREAM, {"id": "x", "type": "thing", "data": "{not json"})
+        await publish(redis, "fine")
+        await eventually(lambda: _dlq_length(redis, 1), what="malformed entry dead-lettered")
+        await eventually(lambda: _has(pool, 1), what="next event applied")
+
+
+async def test_a_consumer_starts_with_its_own_pending_entries(redis, pool):
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await publish(redis, "left-pending")
+    # A previous life of consumer c1 read the entry and died before acknowledging it.
+    await redis.xreadgroup(GROUP, "c1", {STREAM: ">"}, count=10)
+    assert await pending_count(redis) == 1
+    async with running(redis, pool, {"thing": insert_thing}, consumer="c1"):
+        await eventually(lambda: _has(pool, 1), what="own pending entry re-read")
+        await eventually(lambda: _zero_pending(redis), what="and acknowledged")
+
+
+async def test_entries_pending_on_a_killed_consumer_are_reclaimed_by_another(redis, pool, database_url, servers):
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis.url,
+           "CONSUMER_NAME": "doomed", "HANG_ON": "stuck", "BATCH_SIZE": "1"}
+    victim = subprocess.Popen([sys.executable, "-m", "tests.common.worker_process"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+        await publish(redis, "stuck")
+        await eventually(lambda: _pending_on(redis, "doomed", 1), what="victim holding the entry")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+        victim.stdout.close()  # type: ignore[union-attr]
+    async with running(redis, pool, {"thing": insert_thing}, consumer="rescuer", claim_idle_ms=200) as rescuer:
+        await eventually(lambda: _has(pool, 1), what="rescuer applied the reclaimed entry")
+        await eventually(lambda: _zero_pending(redis), what="reclaimed entry acknowledged")
+    assert rescuer.stats.reclaimed == 1
+
+
+async def test_sigterm_mid_batch_loses_nothing_and_acks_nothing_unprocessed(redis, pool, database_url, servers):
+    total = 60
+    published = [await publish(redis, f"n{i}") for i in range(total)]
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis.url,
+           "CONSUMER_NAME": "graceful", "SLOW_MS": "20", "BATCH_SIZE": "10"}
+    process = subprocess.Popen([sys.executable, "-m", "tests.common.worker_process"], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        await eventually(lambda: _has(pool, 5), what="some events applied")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
+    applied = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM things")}
+    assert 0 < len(applied) < total, "stopped mid-stream"
+    pending = {p["message_id"] for p in await redis.xpending_range(STREAM, GROUP, "-", "+", total)}
+    entry_ids = {entry_id: fields["id"] for entry_id, fields in await redis.xrange(STREAM)}
+    delivered = await redis.xinfo_groups(STREAM)
+    last_delivered = delivered[0]["last-delivered-id"]
+    acked = {event_id for entry_id, event_id in entry_ids.items()
+             if entry_id not in pending and _entry_le(entry_id, last_delivered)}
+    assert acked <= applied, "an entry was acknowledged without its effect"
+    # A restart finishes the job: every event applied exactly once.
+    async with running(redis, pool, {"thing": insert_thing}, consumer="graceful"):
+        await eventually(lambda: _has(pool, total), what="all events applied after restart")
+    rows = await pool.fetch("SELECT event_id FROM things")
+    assert sorted(r["event_id"] for r in rows) == sorted(e.id for e in published)
+
+
+async def test_a_lost_consumer_group_is_recreated_loudly(redis, pool):
+    with structlog.testing.capture_logs() as logs:
+        async with running(redis, pool, {"thing": insert_thing}) as worker:
+            await publish(redis, "before")
+            await eventually(lambda: _has(pool, 1), what="first event")
+            await redis.xgroup_destroy(STREAM, GROUP)  # as after a Redis restart without persistence
+            await publish(redis, "after")
+            await eventually(lambda: _has(pool, 2), what="event after the group was lost")
+    assert worker.stats.groups_recreated >= 1
+    assert any(entry["event"] == "worker.consumer_group_lost" and entry["log_level"] == "error" for entry in logs)
+    assert sorted(await names(pool)) == ["after", "before"]  # "before" was re-read but not re-applied
+
+
+async def test_handler_logs_carry_the_event_and_correlation_ids(redis, pool):
+    async def chatty(event: Event, conn: asyncpg.Connection) -> None:
+        structlog.get_logger("test").info("thing.handled")
+        await insert_thing(event, conn)
+
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        async with running(redis, pool, {"thing": chatty}):
+            event = await publish(redis, "logged")
+            await eventually(lambda: _has(pool, 1), what="handled")
+    [line] = [entry for entry in logs if entry["event"] == "thing.handled"]
+    assert line["event_id"] == event.id
+    assert line["correlation_id"] == "corr-logged"
+
+
+# -- probes -----------------------------------------------------------------------------------------
+
+
+async def _has(pool: asyncpg.Pool, n: int) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM things") >= n
+
+
+async def _zero_pending(redis) -> bool:  # type: ignore[no-untyped-def]
+    return await pending_count(redis) == 0
+
+
+async def _dlq_length(redis, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return await redis.xlen(DEAD_LETTER_STREAM) >= n
+
+
+async def _pending_on(redis, consumer: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    with contextlib.suppress(Exception):
+        summary = await redis.xpending(STREAM, GROUP)
+        return any(c["name"] == consumer and int(c["pending"]) >= n for c in summary["consumers"])
+    return False
+
+
+async def _counter_at_least(items: list[int], n: int) -> bool:
+    return len(items) >= n
+
+
+def _entry_le(a: str, b: str) -> bool:
+    def key(x: str) -> tuple[int, int]:
+        ms, _, seq = x.partition("-")
+        return int(ms), int(seq)
+
+    return key(a) <= key(b)
