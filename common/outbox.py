@@ -56,6 +56,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._listener: asyncpg.Connection | None = None
         self.published = 0
 
@@ -76,9 +77,14 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
+    def stop(self) -> None:
+        """Finish the batch in flight (never abandon a claimed batch half-way) and return."""
+        self._stopping = True
+        self._wakeup.set()
+
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             await self._ensure_listener()
             try:
                 published = await self.relay_once()
@@ -86,10 +92,12 @@ class OutboxRelay:
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Redis or PostgreSQL is down: the rows stay in the outbox, nothing is lost; retry later.
                 log.warning("outbox.relay_failed", error=repr(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
-            if published == self._batch_size:
+            if published == self._batch_size or self._stopping:
                 continue  # more may be waiting
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

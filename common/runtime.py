@@ -99,7 +99,11 @@ def database_context(migrations: Path | None) -> CleanupContext:
 
         rt.readiness["database"] = check
         yield
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), 10)
+        except TimeoutError:
+            log.warning("db.pool_close_timeout")
+            pool.terminate()
 
     return context
 
@@ -125,9 +129,8 @@ async def outbox_context(app: web.Application) -> AsyncIterator[None]:
     )
     task = asyncio.create_task(rt.relay.run(), name="outbox-relay")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    rt.relay.stop()
+    await _stop_task(task, 5)
     # One last pass so events of requests that finished during shutdown leave now, not at next start.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(rt.relay.relay_once(), 2)

@@ -146,12 +146,16 @@ def save_state(data_dir: Path, state: SwarmState) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie waiting to be reaped is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        # The state letter follows the parenthesised command name, which may itself contain spaces.
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     return True
 
 

@@ -12,48 +12,27 @@ which also lets the next `swarm up` clean up after one that was killed without a
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from common import topology
-from common.db import ensure_database
-from common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from common.keys import ensure_keypair
 from common.procs import ChildProcess, LogPrinter
-from common.state import (
-    ProcessState,
-    ServerState,
-    ServiceState,
-    SwarmState,
-    load_state,
-    process_cmdline,
-    process_matches,
-    save_state,
-)
+from common.state import ProcessState, ServiceState, SwarmState, load_state, process_cmdline, save_state
+from common.swarm_servers import PortPicker, StartupError, SwarmServers, port_available, stop_leftovers
 from common.topology import ServiceSpec
+
+__all__ = ["StartupAborted", "StartupError", "Swarm", "SwarmConfig"]
 
 # Services that sign tokens get the private key; everyone else only the public one.
 TOKEN_SIGNERS = frozenset({"auth_svc"})
-
-
-class StartupError(RuntimeError):
-    """The system could not be brought up; `tail` holds the last lines of the process at fault."""
-
-    def __init__(self, message: str, label: str | None = None, tail: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.label = label
-        self.tail = list(tail)
 
 
 class StartupAborted(RuntimeError):
@@ -81,40 +60,6 @@ class SwarmConfig:
     gateway_spec: ServiceSpec | None = None
 
 
-def database_url(admin_dsn: str, database: str) -> str:
-    """The DSN of `database` on the server of `admin_dsn` (same credentials and options)."""
-    parts = urlsplit(admin_dsn)
-    return urlunsplit(parts._replace(path="/" + database))
-
-
-def port_available(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Servers bind with SO_REUSEADDR: a port left in TIME_WAIT by our last run is free for them.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def _run_async(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a coroutine to completion from sync code, even when the caller is inside an event loop."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(factory())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="swarm-async")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
 class Swarm:
     """The whole system on one machine, as separate processes."""
 
@@ -130,15 +75,14 @@ class Swarm:
             self.services = list(config.services)
             self.gateway_spec = config.gateway_spec
         self.children: list[ChildProcess] = []
-        self.redis_url = ""
-        self.postgres_url = ""
-        self._redis: EmbeddedRedis | None = None
-        self._postgres: EmbeddedPostgres | None = None
+        self.servers = SwarmServers(self.data_dir, config.redis_url, config.postgres_url)
         self._previous: SwarmState | None = None
         self._stop_requested = threading.Event()
         self._force = threading.Event()
         self._stopped = False
+        self._owns_state = False
         self._restart_at: dict[str, float] = {}
+        self._ports = PortPicker(reserved=[config.gateway_port])
         self._started_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     # -- public -------------------------------------------------------------------------------------
@@ -157,18 +101,24 @@ class Swarm:
     def replicas_of(self, name: str) -> list[ChildProcess]:
         return [c for c in self.children if c.spec.name == name and c.spec != self.gateway_spec]
 
+    @property
+    def redis_url(self) -> str:
+        return self.servers.redis_url
+
+    def database_name_of(self, spec: ServiceSpec) -> str | None:
+        return None if spec.database is None else spec.database + self.config.database_suffix
+
     def database_url_of(self, spec: ServiceSpec) -> str | None:
-        if spec.database is None:
-            return None
-        return database_url(self.postgres_url, spec.database + self.config.database_suffix)
+        name = self.database_name_of(spec)
+        return None if name is None else self.servers.database_url(name)
 
     def start(self) -> SwarmState:
         """Bring everything up and wait until it is ready; on any failure, take it all down again."""
         try:
             self._prepare()
-            self._start_servers()
+            self.servers.start(self._previous, self._ports, self.printer)
             self._check_abort()
-            _run_async(self._create_databases)
+            self.servers.create_databases(filter(None, map(self.database_name_of, self.services)))
             ensure_keypair(self.keys_dir / "jwt_private.pem", self.keys_dir / "jwt_public.pem")
             self._spawn_all()
             self._save("starting")
@@ -228,14 +178,8 @@ class Swarm:
         gateway = [c for c in self.children if c.spec == self.gateway_spec]
         self._stop_children(gateway)
         self._stop_children([c for c in self.children if c not in gateway])
-        if self._postgres is not None:
-            self._postgres.stop(mode="immediate" if self._force.is_set() else "fast")
-        if self._redis is not None:
-            if self._force.is_set():
-                self._redis.kill()
-            else:
-                self._redis.stop()
-        if self.redis_url:  # we got far enough to have something worth recording
+        self.servers.stop(force=self._force.is_set())
+        if self._owns_state:  # not when we refused to start because another swarm owns this folder
             self._save("stopped")
 
     def __enter__(self) -> Swarm:
@@ -255,59 +199,13 @@ class Swarm:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         previous = load_state(self.data_dir)
         self._previous = previous
-        if previous is None:
-            return
-        if previous.is_running() and previous.supervisor_pid != os.getpid():
+        if previous is not None and previous.is_running():
             raise StartupError(
                 f"swarm is already running on {self.data_dir} (pid {previous.supervisor_pid}); stop it first"
             )
-        # A previous supervisor killed without a chance to stop leaves orphans; they hold our ports,
-        # and a second redis-server must never write the same AOF.
-        for process in previous.processes():
-            if process.pid and process_matches(process.pid, "common.serve"):
-                os.kill(process.pid, signal.SIGKILL)
-        if (
-            previous.redis.embedded
-            and previous.redis.pid
-            and process_matches(previous.redis.pid, "redis-server")
-        ):
-            self.printer.note(
-                f"stopping the redis-server left running by a previous run (pid {previous.redis.pid})"
-            )
-            os.kill(previous.redis.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while process_matches(previous.redis.pid, "redis-server") and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-    def _reuse_port(self, port: int | None) -> int:
-        """The port used last time if it is still free (stable URLs across restarts), else a new one."""
-        return port if port and port_available(port) else free_port()
-
-    def _start_servers(self) -> None:
-        previous = self._previous
-        if self.config.redis_url:
-            self.redis_url = self.config.redis_url
-        else:
-            port = self._reuse_port(previous.redis.port if previous and previous.redis.embedded else None)
-            self._redis = EmbeddedRedis(self.data_dir / "redis", port=port, appendonly=True).start()
-            self.redis_url = self._redis.url
-        if self.config.postgres_url:
-            self.postgres_url = self.config.postgres_url
-            return
-        postgres = EmbeddedPostgres(self.data_dir / "postgres", durable=True)
-        if postgres.initialized() and postgres.running():
-            self.printer.note("stopping the PostgreSQL left running by a previous run")
-            postgres.stop(mode="fast")
-        postgres.port = self._reuse_port(
-            previous.postgres.port if previous and previous.postgres.embedded else None
-        )
-        self._postgres = postgres.start()
-        self.postgres_url = postgres.url()
-
-    async def _create_databases(self) -> None:
-        for spec in self.services:
-            if spec.database is not None:
-                await ensure_database(self.postgres_url, spec.database + self.config.database_suffix)
+        self._owns_state = True
+        if previous is not None:
+            stop_leftovers(previous, self.printer)
 
     def _log_format(self) -> str:
         if self.config.log_format:
@@ -348,7 +246,7 @@ class Swarm:
         for spec in self.services:
             for index in range(1, max(1, self.config.replicas.get(spec.name, 1)) + 1):
                 label = f"{spec.name}.{index}"
-                port = self._reuse_port(self._previous_port(label))
+                port = self._ports.pick(self._previous_port(label))
                 self.children.append(
                     ChildProcess(spec, index, port, self._base_env(spec, index, port), self.config.host)
                 )
@@ -357,12 +255,13 @@ class Swarm:
             if not port_available(port, self.config.host):
                 raise StartupError(f"port {port} is already in use; choose another with --port")
             env = self._base_env(self.gateway_spec, 1, port)
-            for (
-                spec
-            ) in topology.SERVICES:  # every route, so a service that is absent is unrouted, not a default
+            # Every route is set, empty for a service that is not running: the default would point the
+            # gateway at a port where nothing (or something else) listens.
+            for spec in [*topology.SERVICES, *self.services]:
                 if spec.gateway_env:
                     env[spec.gateway_env] = ",".join(c.url for c in self.replicas_of(spec.name))
             self.children.append(ChildProcess(self.gateway_spec, 1, port, env, self.config.host))
+        self.printer.width = max([self.printer.width, *(len(c.label) for c in self.children)])
         for child in self.children:
             child.start(self.printer)
 
@@ -417,17 +316,8 @@ class Swarm:
         state = SwarmState(
             data_dir=str(self.data_dir),
             keys_dir=str(self.keys_dir),
-            redis=ServerState(
-                self.redis_url,
-                embedded=self._redis is not None,
-                port=self._redis.port if self._redis else urlsplit(self.redis_url).port,
-                pid=self._redis.process.pid if running and self._redis and self._redis.process else None,
-            ),
-            postgres=ServerState(
-                self.postgres_url,
-                embedded=self._postgres is not None,
-                port=self._postgres.port if self._postgres else urlsplit(self.postgres_url).port,
-            ),
+            redis=self.servers.redis_state(running),
+            postgres=self.servers.postgres_state(),
             services={
                 spec.name: ServiceState(
                     self.database_url_of(spec),

@@ -166,17 +166,19 @@ async def ready(request: web.Request) -> web.Response:
     return json_response({"status": "ready" if ok else "not_ready", "checks": results}, 200 if ok else 503)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, health_handler: Handler = health) -> web.Application:
     """A bare service application: middlewares, health and readiness, nothing service-specific.
 
     Resources (pool, Redis, verifier) are opened later by the cleanup contexts of `common.runtime`
     and stored on the app's `Runtime`, created here because the app's own state freezes at start-up.
+    `health_handler` replaces the plain liveness answer (the gateway aggregates its upstreams' instead);
+    aiohttp cannot unregister a route afterwards, so the choice is made here. Mark it `@public`.
     """
     app = web.Application(
         middlewares=[request_id_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[RUNTIME] = Runtime(settings)
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", health_handler)
     app.router.add_get("/ready", ready)
     return app

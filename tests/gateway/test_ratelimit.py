@@ -1,0 +1,126 @@
+"""Rate limits: per client IP on sign-up and login, per user elsewhere; 429 with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from common.embedded import free_port
+from gateway.ratelimit import ip_key, user_key
+from tests.gateway.conftest import MakeToken, StartGateway
+
+
+async def login(gateway: TestClient) -> aiohttp.ClientResponse:
+    return await gateway.post("/api/v1/auth/login", json={"username": "u", "password": "p"})
+
+
+async def assert_rate_limited(response: aiohttp.ClientResponse) -> None:
+    assert response.status == 429, await response.text()
+    assert (await response.json())["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["X-Request-ID"]
+
+
+async def test_logins_over_the_limit_from_one_address_are_refused_with_retry_after(
+    start_gateway: StartGateway, upstreams
+):
+    gateway = await start_gateway(rate_limit_auth_per_minute=3)
+
+    statuses = [(await login(gateway)).status for _ in range(3)]
+    await assert_rate_limited(await login(gateway))
+
+    assert statuses == [200, 200, 200]
+    assert len(upstreams["auth_svc"].seen) == 3
+
+
+async def test_another_address_may_still_log_in(start_gateway: StartGateway):
+    gateway = await start_gateway(rate_limit_auth_per_minute=1)
+    await login(gateway)
+    await assert_rate_limited(await login(gateway))
+
+    # Loopback is a whole /8 on Linux: connecting from 127.0.0.2 is a different client address.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as elsewhere:
+        response = await elsewhere.post(gateway.make_url("/api/v1/auth/login"), json={})
+        assert response.status == 200
+
+
+async def test_other_public_endpoints_keep_their_own_allowance(start_gateway: StartGateway):
+    gateway = await start_gateway(rate_limit_auth_per_minute=1)
+    await login(gateway)
+    await assert_rate_limited(await login(gateway))
+
+    assert (await gateway.post("/api/v1/auth/register", json={})).status == 200
+    assert (await gateway.post("/api/v1/auth/refresh", json={})).status == 200  # not limited per IP
+    assert (await gateway.post("/api/v1/auth/refresh", json={})).status == 200
+
+
+async def test_a_user_over_the_limit_is_refused_and_other_users_are_not(
+    start_gateway: StartGateway, upstreams, make_token: MakeToken
+):
+    gateway = await start_gateway(rate_limit_user_per_minute=2)
+    busy, other = make_token(), make_token()
+
+    statuses = [(await gateway.get("/api/v1/projects", headers=busy.headers)).status for _ in range(2)]
+    await assert_rate_limited(await gateway.get("/api/v1/cards", headers=busy.headers))
+
+    assert statuses == [200, 200]
+    assert (await gateway.get("/api/v1/projects", headers=other.headers)).status == 200
+    assert len(upstreams["project_svc"].seen) == 3
+
+
+async def test_all_sessions_of_a_user_share_the_user_allowance(start_gateway: StartGateway, make_token: MakeToken):
+    gateway = await start_gateway(rate_limit_user_per_minute=1)
+    phone = make_token()
+    laptop = make_token(sub=phone.user_id)
+
+    assert (await gateway.get("/api/v1/projects", headers=phone.headers)).status == 200
+    await assert_rate_limited(await gateway.get("/api/v1/projects", headers=laptop.headers))
+
+
+async def test_counters_expire_with_their_window(start_gateway: StartGateway, redis, make_token: MakeToken):
+    gateway = await start_gateway(rate_limit_auth_per_minute=1, rate_limit_user_per_minute=1)
+    token = make_token()
+    await login(gateway)
+    await gateway.get("/api/v1/projects", headers=token.headers)
+
+    for key in (ip_key("/auth/login", "127.0.0.1"), user_key(token.user_id)):
+        assert 0 < await redis.pttl(key) <= 60_000
+
+
+async def test_a_new_window_opens_once_the_old_one_expires(start_gateway: StartGateway, redis):
+    gateway = await start_gateway(rate_limit_auth_per_minute=1)
+    await login(gateway)
+    await assert_rate_limited(await login(gateway))
+
+    await redis.pexpire(ip_key("/auth/login", "127.0.0.1"), 1)  # fast-forward to the window's end
+    await asyncio.sleep(0.02)
+
+    assert (await login(gateway)).status == 200
+
+
+async def test_counting_goes_on_after_redis_forgets_the_script(start_gateway: StartGateway, redis, make_token):
+    gateway = await start_gateway(rate_limit_user_per_minute=2)
+    token = make_token()
+    assert (await gateway.get("/api/v1/projects", headers=token.headers)).status == 200
+
+    await redis.script_flush()  # what a Redis restart does
+
+    assert (await gateway.get("/api/v1/projects", headers=token.headers)).status == 200
+    await assert_rate_limited(await gateway.get("/api/v1/projects", headers=token.headers))
+
+
+async def test_without_redis_logins_go_through_but_tokens_cannot_be_checked(
+    start_gateway: StartGateway, upstreams, make_token: MakeToken
+):
+    gateway = await start_gateway(redis_url=f"redis://127.0.0.1:{free_port()}/0", rate_limit_auth_per_minute=1)
+
+    logins = [(await login(gateway)).status for _ in range(2)]
+    authenticated = await gateway.get("/api/v1/projects", headers=make_token().headers)
+
+    assert logins == [200, 200]  # the limit fails open
+    assert authenticated.status == 503  # the deny-list fails closed
+    assert (await authenticated.json())["error"]["code"] == "service_unavailable"
+    assert upstreams["project_svc"].seen == []
