@@ -120,7 +120,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error = error_type() if error_type else AppError(exc.reason, code=exc.reason.lower().replace(" ", "_"))
         error.status = exc.status
         return error_response(error)
-    except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError, RedisError) as exc:
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, RedisError) as exc:
         # A dependency is down or went away mid-request: say so, with a retryable status.
         log.warning("http.dependency_unavailable", error=repr(exc))
         return error_response(ServiceUnavailable())

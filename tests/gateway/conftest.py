@@ -24,7 +24,12 @@ from common.settings import Settings
 from gateway.app import create_app
 
 SERVICES = ("auth_svc", "project_svc", "comment_svc", "notif_svc")
-URL_SETTING = {"auth_svc": "auth_url", "project_svc": "project_url", "comment_svc": "comment_url", "notif_svc": "notif_url"}
+URL_SETTING = {
+    "auth_svc": "auth_url",
+    "project_svc": "project_url",
+    "comment_svc": "comment_url",
+    "notif_svc": "notif_url",
+}
 
 
 @dataclass
@@ -114,7 +119,7 @@ class RawUpstream:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return "http://127.0.0.1:{}".format(self._server.sockets[0].getsockname()[1])
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):

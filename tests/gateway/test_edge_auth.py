@@ -29,7 +29,7 @@ def tampered(token: str) -> str:
 def unsigned(token: str) -> str:
     """The same claims with `alg: none` and no signature."""
     claims = jwt.decode(token, options={"verify_signature": False})
-    return jwt.encode(claims, None, algorithm="none")
+    return jwt.encode(claims, "", algorithm="none")
 
 
 def hmac_with_public_key(token: str, public_pem: bytes) -> str:
@@ -70,12 +70,16 @@ async def test_an_expired_token_is_refused_at_the_edge(gateway, upstreams, make_
     ],
     ids=["garbage", "tampered-payload", "alg-none", "hs256-with-public-key"],
 )
-async def test_a_forged_token_is_refused_at_the_edge(gateway, upstreams, make_token: MakeToken, make_settings, forge):
+async def test_a_forged_token_is_refused_at_the_edge(
+    gateway, upstreams, make_token: MakeToken, make_settings, forge
+):
     token = forge(make_token().value, make_settings().read_public_key())
     await assert_refused(gateway, upstreams, {"Authorization": "Bearer " + token}, "invalid_token")
 
 
-@pytest.mark.parametrize("claims", [{"typ": "refresh"}, {"iss": "someone-else"}], ids=["refresh-token", "other-issuer"])
+@pytest.mark.parametrize(
+    "claims", [{"typ": "refresh"}, {"iss": "someone-else"}], ids=["refresh-token", "other-issuer"]
+)
 async def test_a_token_not_meant_for_api_calls_is_refused(gateway, upstreams, make_token: MakeToken, claims):
     await assert_refused(gateway, upstreams, make_token(**claims).headers, "invalid_token")
 

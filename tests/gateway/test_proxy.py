@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from gateway.proxy import long_poll_wait_s
 from tests.gateway.conftest import MakeToken, StartGateway, pattern, total_seen
 
 LIMIT = 64 * 1024
@@ -108,7 +109,9 @@ async def test_the_service_sees_no_headers_the_client_did_not_send(gateway, upst
 
 
 async def test_a_compressed_answer_passes_through_still_compressed(gateway, make_token: MakeToken):
-    response = await gateway.get("/api/v1/projects?gzip=1", headers=make_token().headers, auto_decompress=False)
+    response = await gateway.get(
+        "/api/v1/projects?gzip=1", headers=make_token().headers, auto_decompress=False
+    )
 
     assert response.headers["Content-Encoding"] == "gzip"
     raw = await response.read()
@@ -119,7 +122,9 @@ async def test_a_compressed_answer_passes_through_still_compressed(gateway, make
 # -- request bodies -------------------------------------------------------------------------------
 
 
-async def test_a_body_within_the_limit_reaches_the_service_intact(start_gateway: StartGateway, upstreams, make_token):
+async def test_a_body_within_the_limit_reaches_the_service_intact(
+    start_gateway: StartGateway, upstreams, make_token
+):
     gateway = await start_gateway(max_body_bytes=LIMIT)
     body = pattern(LIMIT)
 
@@ -161,7 +166,9 @@ async def test_a_body_announced_over_the_limit_is_refused_before_any_of_it_arriv
     assert total_seen(upstreams) == 0
 
 
-async def test_a_body_over_the_limit_is_a_413_in_the_error_format(start_gateway: StartGateway, upstreams, make_token):
+async def test_a_body_over_the_limit_is_a_413_in_the_error_format(
+    start_gateway: StartGateway, upstreams, make_token
+):
     gateway = await start_gateway(max_body_bytes=LIMIT)
 
     response = await gateway.post("/api/v1/projects", data=pattern(LIMIT + 1), headers=make_token().headers)
@@ -258,7 +265,9 @@ async def test_an_upstream_that_is_down_is_a_503(start_gateway: StartGateway, cl
 @pytest.mark.parametrize(
     "reply", [None, b"this is not http\r\n\r\n"], ids=["connection-dropped", "garbage-answer"]
 )
-async def test_an_upstream_that_breaks_the_exchange_is_a_502(start_gateway: StartGateway, raw_upstream, make_token, reply):
+async def test_an_upstream_that_breaks_the_exchange_is_a_502(
+    start_gateway: StartGateway, raw_upstream, make_token, reply
+):
     upstream = await raw_upstream(reply)
     gateway = await start_gateway(project_url=(upstream.url,))
 
@@ -280,3 +289,20 @@ async def test_a_failing_upstream_does_not_slow_the_others(start_gateway: StartG
     assert fast.status == 200
     assert time.monotonic() - started < 0.4
     assert (await slow).status == 504
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("wait=5", 5.0),
+        ("unread=true&wait=2.5", 2.5),
+        ("wait=600", 30.0),
+        ("wait=-1", 0.0),
+        ("wait=nan", 0.0),
+        ("wait=soon", 0.0),
+        ("waiting=5", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_a_long_poll_wait_is_read_leniently_and_capped_at_the_spec_maximum(query, expected):
+    assert long_poll_wait_s(query) == expected

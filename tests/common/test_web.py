@@ -1,0 +1,153 @@
+"""The application factory: error format, request ids, auth, limits, health and readiness."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import jwt
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from marshmallow import Schema, fields
+
+from common.errors import Conflict
+from common.runtime import redis_context
+from common.validation import CursorPageQuery, decode_cursor, encode_cursor, parse_body, parse_query
+from common.web import create_app, json_response, public
+
+
+class Thing(Schema):
+    name = fields.Str(required=True)
+    size = fields.Int()
+
+
+async def create_thing(request: web.Request) -> web.Response:
+    body = await parse_body(request, Thing())
+    structlog.get_logger("test").info("thing.created", name=body["name"])
+    if body["name"] == "taken":
+        raise Conflict("name taken")
+    return json_response(body, status=201)
+
+
+@public
+async def list_things(request: web.Request) -> web.Response:
+    query = parse_query(request, CursorPageQuery())
+    if query["cursor"]:
+        decode_cursor(query["cursor"], ("after",))
+    return json_response({"items": [], "next_cursor": None})
+
+
+@public
+async def crash(request: web.Request) -> web.Response:
+    raise RuntimeError("bug")
+
+
+@pytest.fixture
+async def client(make_settings, redis):  # type: ignore[no-untyped-def]
+    app = create_app(make_settings(service_name="demo", max_body_bytes=1024))
+    app.cleanup_ctx.append(redis_context)
+    app.router.add_post("/things", create_thing)
+    app.router.add_get("/things", list_things)
+    app.router.add_get("/crash", crash)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+def token(servers, **overrides: object) -> str:  # type: ignore[no-untyped-def]
+    now = int(time.time())
+    claims = {"iss": "taskswarm", "sub": str(uuid.uuid4()), "sid": str(uuid.uuid4()), "jti": "j", "typ": "access",
+              "iat": now, "exp": now + 60, **overrides}
+    return jwt.encode(claims, (servers.keys_dir / "jwt_private.pem").read_bytes(), algorithm="EdDSA")
+
+
+async def error_of(response) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    assert response.content_type == "application/json"
+    return (await response.json())["error"]
+
+
+async def test_routes_need_a_bearer_token_unless_public(client, servers):
+    assert (await client.post("/things", json={"name": "a"})).status == 401
+    ok = await client.post("/things", json={"name": "a"}, headers={"Authorization": f"Bearer {token(servers)}"})
+    assert ok.status == 201
+    assert (await client.get("/things")).status == 200
+
+
+async def test_domain_errors_and_bugs_use_the_error_format(client, servers):
+    headers = {"Authorization": f"Bearer {token(servers)}"}
+    conflict = await client.post("/things", json={"name": "taken"}, headers=headers)
+    assert conflict.status == 409
+    assert (await error_of(conflict))["code"] == "conflict"
+    bug = await client.get("/crash")
+    assert bug.status == 500
+    assert (await error_of(bug)) == {"code": "internal_error", "message": "internal error", "details": {}}
+
+
+async def test_validation_errors_name_each_field(client, servers):
+    headers = {"Authorization": f"Bearer {token(servers)}"}
+    response = await client.post("/things", json={"size": "big", "extra": 1}, headers=headers)
+    error = await error_of(response)
+    assert response.status == 400
+    assert error["code"] == "validation_error"
+    assert set(error["details"]) == {"name", "size", "extra"}
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "cursor=%%%", "cursor=bm90anNvbg"])
+async def test_bad_pagination_is_a_400_never_a_500(client, query):
+    response = await client.get(f"/things?{query}")
+    assert response.status == 400
+    assert (await error_of(response))["code"] == "validation_error"
+
+
+def test_cursors_round_trip():
+    assert decode_cursor(encode_cursor({"after": "x", "n": 1}), ("after",)) == {"after": "x", "n": 1}
+
+
+async def test_bodies_over_the_limit_are_a_413(client, servers):
+    headers = {"Authorization": f"Bearer {token(servers)}", "Content-Type": "application/json"}
+    response = await client.post("/things", data=io.BytesIO(b'{"name": "' + b"x" * 2048 + b'"}'), headers=headers)
+    assert response.status == 413
+    assert (await error_of(response))["code"] == "payload_too_large"
+
+
+async def test_the_request_id_is_kept_or_made_and_echoed(client):
+    kept = await client.get("/things", headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["X-Request-ID"] == "abc-123"
+    made = await client.get("/things", headers={"X-Request-ID": "bad id with spaces\u00e9"})
+    assert made.headers["X-Request-ID"] != "bad id with spaces\u00e9"
+    assert len(made.headers["X-Request-ID"]) == 32
+    assert (await client.get("/nowhere")).headers["X-Request-ID"]
+
+
+async def test_every_log_line_of_a_request_carries_its_request_id(client, servers):
+    headers = {"Authorization": f"Bearer {token(servers)}", "X-Request-ID": "req-log-1"}
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await client.post("/things", json={"name": "logged"}, headers=headers)
+    lines = [entry for entry in logs if entry["event"] in {"thing.created", "http.request"}]
+    assert len(lines) == 2
+    assert all(entry["request_id"] == "req-log-1" for entry in lines)
+
+
+async def test_health_is_alive_and_ready_checks_dependencies(client):
+    assert (await client.get("/health")).status == 200
+    ready = await client.get("/ready")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"redis": "ok"}
+
+
+async def test_ready_is_503_when_a_dependency_is_down(make_settings, tmp_path):
+    from common.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "r").start()
+    app = create_app(make_settings(service_name="demo", redis_url=server.url))
+    app.cleanup_ctx.append(redis_context)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            server.stop()
+            response = await client.get("/ready")
+            assert response.status == 503
+            assert (await response.json())["checks"]["redis"].startswith("failing")
+    finally:
+        server.stop()
