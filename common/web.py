@@ -56,9 +56,8 @@ def public(handler: Handler) -> Handler:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data, option=orjson.OPT_UTC_Z), status=status, headers=headers, content_type="application/json"
-    )
+    body = orjson.dumps(data, option=orjson.OPT_UTC_Z)
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
 
 
 def error_response(error: AppError) -> web.Response:

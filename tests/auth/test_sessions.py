@@ -102,7 +102,7 @@ def _claims(user: dict, **overrides: object) -> dict:  # type: ignore[type-arg]
 
 async def test_tampered_expired_foreign_and_unsigned_tokens_are_401(auth_client, register, servers):
     user = await register()
-    header, payload, signature = user["access_token"].split(".")
+    header, _payload, signature = user["access_token"].split(".")
     tampered = ".".join([header, _b64(_claims(user)), signature])
     private_key = (servers.keys_dir / "jwt_private.pem").read_bytes()
     expired = jwt.encode(_claims(user, exp=int(time.time()) - 5), private_key, algorithm="EdDSA")

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 import structlog
 
 from common.events import DEAD_LETTER_STREAM, Event, stream_for
