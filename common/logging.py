@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import structlog
 
 
-def _orjson_dumps(obj: object, default: object = None) -> str:
+def _orjson_dumps(obj: object, default: Callable[[Any], Any] | None = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 

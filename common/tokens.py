@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -46,7 +48,11 @@ class Principal:
 
 class TokenVerifier:
     def __init__(self, public_key: bytes, issuer: str, redis: aioredis.Redis | None) -> None:
-        self._key = public_key
+        # Parsed once: PyJWT would otherwise re-parse the PEM on every request.
+        key = serialization.load_pem_public_key(public_key)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("the token public key must be an Ed25519 key")
+        self._key = key
         self._issuer = issuer
         self._redis = redis
 

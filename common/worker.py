@@ -228,7 +228,7 @@ class ConsumerWorker:
 
     async def _drain_own_pending(self) -> None:
         """Re-read every entry this consumer holds pending, oldest first, following an id cursor."""
-        cursors = {stream: "0" for stream in self._streams}
+        cursors: dict[Any, Any] = {stream: "0" for stream in self._streams}
         while cursors and not self._stopping.is_set():
             response = await self._redis.xreadgroup(
                 self.group, self.consumer, cursors, count=self._options.batch_size
@@ -404,7 +404,7 @@ class ConsumerWorker:
 
     async def _dead_letter(self, delivery: Delivery, event: Event | None, error: str) -> None:
         """Move an entry to `events:dlq` (with why) and acknowledge it, atomically."""
-        fields = {
+        fields: dict[Any, Any] = {
             "stream": delivery.stream,
             "entry_id": delivery.entry_id,
             "group": self.group,

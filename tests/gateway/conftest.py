@@ -84,7 +84,8 @@ class Upstream:
         if "big" in query:
             return await self._big(request, int(query["big"]), sized="sized" in query)
         echo = {"service": self.name, "method": request.method, "path": path, "query": raw_query}
-        headers = {"X-Upstream": self.name}
+        # Like every service (common.web), it answers with the request id it was given.
+        headers = {"X-Upstream": self.name, "X-Request-ID": request.headers.get("X-Request-ID", "")}
         if "cookie" in query:
             headers["Set-Cookie"] = "upstream_session=secret; Path=/"
         if "gzip" in query:
@@ -93,6 +94,7 @@ class Upstream:
         return web.json_response(echo, headers=headers)
 
     async def _big(self, request: web.Request, size: int, *, sized: bool) -> web.StreamResponse:
+        # No X-Request-ID echoed here, unlike `_echo`: the gateway must add it to a streamed answer itself.
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         if sized:
             response.content_length = size

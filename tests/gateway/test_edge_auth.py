@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import time
 
 import jwt
 import pytest
 
-from common.tokens import deny_sessions
+from common.tokens import TokenVerifier, deny_sessions
+from gateway.admission import VerifiedTokens
 from tests.gateway.conftest import MakeToken, total_seen
 
 
@@ -70,16 +73,12 @@ async def test_an_expired_token_is_refused_at_the_edge(gateway, upstreams, make_
     ],
     ids=["garbage", "tampered-payload", "alg-none", "hs256-with-public-key"],
 )
-async def test_a_forged_token_is_refused_at_the_edge(
-    gateway, upstreams, make_token: MakeToken, make_settings, forge
-):
+async def test_a_forged_token_is_refused_at_the_edge(gateway, upstreams, make_token: MakeToken, make_settings, forge):
     token = forge(make_token().value, make_settings().read_public_key())
     await assert_refused(gateway, upstreams, {"Authorization": "Bearer " + token}, "invalid_token")
 
 
-@pytest.mark.parametrize(
-    "claims", [{"typ": "refresh"}, {"iss": "someone-else"}], ids=["refresh-token", "other-issuer"]
-)
+@pytest.mark.parametrize("claims", [{"typ": "refresh"}, {"iss": "someone-else"}], ids=["refresh-token", "other-issuer"])
 async def test_a_token_not_meant_for_api_calls_is_refused(gateway, upstreams, make_token: MakeToken, claims):
     await assert_refused(gateway, upstreams, make_token(**claims).headers, "invalid_token")
 
@@ -137,3 +136,39 @@ async def test_the_gateway_health_needs_no_token(gateway):
     response = await gateway.get("/health")
 
     assert response.status == 200
+
+
+async def test_a_session_revoked_after_its_token_was_seen_is_refused_from_then_on(
+    gateway, upstreams, redis, make_token: MakeToken
+):
+    token = make_token()
+    assert (await gateway.get("/api/v1/users/me", headers=token.headers)).status == 200
+
+    await deny_sessions(redis, [token.session_id], ttl_s=60)
+
+    response = await gateway.get("/api/v1/users/me", headers=token.headers)
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "token_revoked"
+    assert len(upstreams["auth_svc"].seen) == 1
+
+
+async def test_a_token_seen_before_is_refused_once_it_expires(gateway, upstreams, make_token: MakeToken):
+    token = make_token(expires_in=1)
+    assert (await gateway.get("/api/v1/users/me", headers=token.headers)).status == 200
+
+    expires_at = jwt.decode(token.value, options={"verify_signature": False})["exp"]
+    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
+
+    response = await gateway.get("/api/v1/users/me", headers=token.headers)
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "token_expired"
+
+
+def test_remembered_tokens_are_bounded(make_token: MakeToken, make_settings):
+    settings = make_settings()
+    tokens = VerifiedTokens(TokenVerifier(settings.read_public_key(), settings.jwt_issuer, None), capacity=2)
+
+    identities = [tokens.identify(make_token().value) for _ in range(5)]
+
+    assert len(set(identities)) == 5
+    assert len(tokens) <= 2

@@ -55,7 +55,7 @@ async def test_a_streamed_answer_carries_the_request_id_too(gateway, make_token:
 
     response = await gateway.get("/api/v1/projects?big=2000000", headers=headers)
 
-    assert response.headers["X-Request-ID"] == "stream-7"
+    assert response.headers.getall("X-Request-ID") == ["stream-7"]
     await response.read()
 
 
@@ -109,9 +109,7 @@ async def test_the_service_sees_no_headers_the_client_did_not_send(gateway, upst
 
 
 async def test_a_compressed_answer_passes_through_still_compressed(gateway, make_token: MakeToken):
-    response = await gateway.get(
-        "/api/v1/projects?gzip=1", headers=make_token().headers, auto_decompress=False
-    )
+    response = await gateway.get("/api/v1/projects?gzip=1", headers=make_token().headers, auto_decompress=False)
 
     assert response.headers["Content-Encoding"] == "gzip"
     raw = await response.read()
@@ -122,9 +120,7 @@ async def test_a_compressed_answer_passes_through_still_compressed(gateway, make
 # -- request bodies -------------------------------------------------------------------------------
 
 
-async def test_a_body_within_the_limit_reaches_the_service_intact(
-    start_gateway: StartGateway, upstreams, make_token
-):
+async def test_a_body_within_the_limit_reaches_the_service_intact(start_gateway: StartGateway, upstreams, make_token):
     gateway = await start_gateway(max_body_bytes=LIMIT)
     body = pattern(LIMIT)
 
@@ -166,9 +162,7 @@ async def test_a_body_announced_over_the_limit_is_refused_before_any_of_it_arriv
     assert total_seen(upstreams) == 0
 
 
-async def test_a_body_over_the_limit_is_a_413_in_the_error_format(
-    start_gateway: StartGateway, upstreams, make_token
-):
+async def test_a_body_over_the_limit_is_a_413_in_the_error_format(start_gateway: StartGateway, upstreams, make_token):
     gateway = await start_gateway(max_body_bytes=LIMIT)
 
     response = await gateway.post("/api/v1/projects", data=pattern(LIMIT + 1), headers=make_token().headers)
@@ -262,9 +256,7 @@ async def test_an_upstream_that_is_down_is_a_503(start_gateway: StartGateway, cl
     assert body["error"]["details"] == {"service": "project_svc"}
 
 
-@pytest.mark.parametrize(
-    "reply", [None, b"this is not http\r\n\r\n"], ids=["connection-dropped", "garbage-answer"]
-)
+@pytest.mark.parametrize("reply", [None, b"this is not http\r\n\r\n"], ids=["connection-dropped", "garbage-answer"])
 async def test_an_upstream_that_breaks_the_exchange_is_a_502(
     start_gateway: StartGateway, raw_upstream, make_token, reply
 ):
@@ -278,16 +270,17 @@ async def test_an_upstream_that_breaks_the_exchange_is_a_502(
     assert upstream.requests == 1  # a POST that may have reached the service is not sent again
 
 
-async def test_a_failing_upstream_does_not_slow_the_others(start_gateway: StartGateway, make_token):
+async def test_a_request_waiting_on_a_slow_upstream_does_not_hold_up_the_others(
+    start_gateway: StartGateway, make_token
+):
     gateway = await start_gateway(upstream_timeout_s=0.5)
     headers = make_token().headers
 
     slow = asyncio.create_task(gateway.get("/api/v1/projects?sleep=5", headers=headers))
-    started = time.monotonic()
     fast = await gateway.get("/api/v1/users/me", headers=headers)
 
     assert fast.status == 200
-    assert time.monotonic() - started < 0.4
+    assert not slow.done()
     assert (await slow).status == 504
 
 

@@ -71,9 +71,7 @@ async def test_a_user_over_the_limit_is_refused_and_other_users_are_not(
     assert len(upstreams["project_svc"].seen) == 3
 
 
-async def test_all_sessions_of_a_user_share_the_user_allowance(
-    start_gateway: StartGateway, make_token: MakeToken
-):
+async def test_all_sessions_of_a_user_share_the_user_allowance(start_gateway: StartGateway, make_token: MakeToken):
     gateway = await start_gateway(rate_limit_user_per_minute=1)
     phone = make_token()
     laptop = make_token(sub=phone.user_id)
@@ -103,9 +101,7 @@ async def test_a_new_window_opens_once_the_old_one_expires(start_gateway: StartG
     assert (await login(gateway)).status == 200
 
 
-async def test_counting_goes_on_after_redis_forgets_the_script(
-    start_gateway: StartGateway, redis, make_token
-):
+async def test_counting_goes_on_after_redis_forgets_the_script(start_gateway: StartGateway, redis, make_token):
     gateway = await start_gateway(rate_limit_user_per_minute=2)
     token = make_token()
     assert (await gateway.get("/api/v1/projects", headers=token.headers)).status == 200
@@ -119,9 +115,7 @@ async def test_counting_goes_on_after_redis_forgets_the_script(
 async def test_without_redis_logins_go_through_but_tokens_cannot_be_checked(
     start_gateway: StartGateway, upstreams, make_token: MakeToken
 ):
-    gateway = await start_gateway(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", rate_limit_auth_per_minute=1
-    )
+    gateway = await start_gateway(redis_url=f"redis://127.0.0.1:{free_port()}/0", rate_limit_auth_per_minute=1)
 
     logins = [(await login(gateway)).status for _ in range(2)]
     authenticated = await gateway.get("/api/v1/projects", headers=make_token().headers)

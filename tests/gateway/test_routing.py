@@ -25,9 +25,7 @@ ROUTED = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "service", "upstream_path", "query"), ROUTED, ids=[r[1] for r in ROUTED]
-)
+@pytest.mark.parametrize(("method", "path", "service", "upstream_path", "query"), ROUTED, ids=[r[1] for r in ROUTED])
 async def test_each_path_reaches_its_service_without_the_api_prefix(
     gateway, upstreams, make_token: MakeToken, method, path, service, upstream_path, query
 ):
@@ -41,9 +39,7 @@ async def test_each_path_reaches_its_service_without_the_api_prefix(
     assert total_seen(upstreams) == 1
 
 
-async def test_a_websocket_upgrade_is_forwarded_as_plain_http_for_now(
-    gateway, upstreams, make_token: MakeToken
-):
+async def test_a_websocket_upgrade_is_forwarded_as_plain_http_for_now(gateway, upstreams, make_token: MakeToken):
     headers = {**make_token().headers, "Connection": "Upgrade", "Upgrade": "websocket"}
     response = await gateway.get("/api/v1/ws", headers=headers)
 
@@ -78,9 +74,7 @@ async def test_paths_of_a_service_not_configured_here_are_404_and_never_fall_thr
     assert total_seen(upstreams) == 0  # in particular, project_svc did not get /cards/c1/comments
 
 
-async def test_requests_to_a_service_alternate_between_its_replicas(
-    start_gateway: StartGateway, upstreams, make_token
-):
+async def test_requests_to_a_service_alternate_between_its_replicas(start_gateway: StartGateway, upstreams, make_token):
     second = upstreams["comment_svc"]  # any other echo server will do as project_svc's second replica
     gateway = await start_gateway(project_url=(upstreams["project_svc"].url, second.url))
     token = make_token()
@@ -100,9 +94,7 @@ async def test_a_replica_refusing_connections_is_skipped_even_for_a_post(
     gateway = await start_gateway(project_url=(closed_url, upstreams["project_svc"].url))
     token = make_token()
 
-    statuses = [
-        (await gateway.post("/api/v1/projects", json={}, headers=token.headers)).status for _ in range(4)
-    ]
+    statuses = [(await gateway.post("/api/v1/projects", json={}, headers=token.headers)).status for _ in range(4)]
 
     assert statuses == [200, 200, 200, 200]
     assert len(upstreams["project_svc"].seen) == 4
@@ -138,6 +130,4 @@ def test_a_wildcard_only_matches_a_non_empty_segment():
 
 def test_a_rule_cannot_rewrite_a_prefix_with_wildcards():
     with pytest.raises(ValueError, match="wildcards"):
-        Router(
-            {"comment_svc": ("http://c",)}, routes=(Rule("/cards/*/comments", "comment_svc", rewrite="/x"),)
-        )
+        Router({"comment_svc": ("http://c",)}, routes=(Rule("/cards/*/comments", "comment_svc", rewrite="/x"),))

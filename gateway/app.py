@@ -1,0 +1,39 @@
+"""Gateway composition root: the common application plus the routing table, admission and proxy.
+
+Every path under `/api/v1` goes to one catch-all handler (`gateway.proxy.handle`); `/health`
+aggregates the services' readiness (`gateway.health`) in place of the common liveness answer;
+`/ready` stays the common one (is the gateway's own Redis reachable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from common.runtime import redis_context, runtime_of
+from common.settings import Settings
+from common.web import create_app as create_base_app
+from gateway.admission import Admission
+from gateway.health import health
+from gateway.proxy import GATEWAY, Gateway, Proxy, handle
+from gateway.routing import API_PREFIX, Router
+
+
+async def gateway_context(app: web.Application) -> AsyncIterator[None]:
+    """Attach Redis and the token verifier (opened by `redis_context`, which runs first) and open the
+    upstream session; close the session at shutdown, before Redis goes."""
+    gateway = app[GATEWAY]
+    gateway.admission.bind(runtime_of(app))
+    await gateway.proxy.open()
+    yield
+    await gateway.proxy.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = create_base_app(settings, health_handler=health)
+    app[GATEWAY] = Gateway(Router(settings.upstreams()), Admission(settings), Proxy(settings))
+    app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(gateway_context)
+    app.router.add_route("*", API_PREFIX + "/{tail:.*}", handle)
+    return app
