@@ -131,7 +131,7 @@ def up(
         if exc.tail:
             printer.note(f"last lines of {exc.label}:")
             for line in exc.tail:
-                printer.line(exc.label or "?", exc.label or "?", line)
+                printer.line(exc.label or "?", (exc.label or "?").rpartition(".")[0], line)
         raise typer.Exit(1) from None
     Console(soft_wrap=True).print(urls_table(state))
     printer.note("ready; press Ctrl-C to stop")

@@ -74,7 +74,7 @@ class EmbeddedRedis:
     def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        log_file = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
+        log_file = open(self.data_dir / "redis.log", "ab")
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
@@ -230,7 +230,8 @@ class EmbeddedPostgres:
         options = [
             f"-p {self.port}",
             "-c listen_addresses=127.0.0.1",
-            f"-k {self.pgdata}",
+            # TCP only: a Unix socket path is limited to 107 bytes, which deep data folders exceed.
+            "-c unix_socket_directories=''",
             "-c max_connections=300",
         ]
         if not self.durable:

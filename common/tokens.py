@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
+import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from common.errors import ServiceUnavailable, Unauthorized

@@ -20,9 +20,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def http(method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> tuple[int, Any]:
     """(status, decoded JSON body or None), for any status."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             status, raw = response.status, response.read()

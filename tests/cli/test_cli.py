@@ -28,9 +28,7 @@ def test_replicas_accept_repeated_and_comma_separated_values_and_short_names() -
     assert parse_replicas([]) == {}
 
 
-@pytest.mark.parametrize(
-    "value", ["comment_svc", "billing_svc=2", "comment_svc=0", "comment_svc=many", "gateway=2"]
-)
+@pytest.mark.parametrize("value", ["comment_svc", "billing_svc=2", "comment_svc=0", "comment_svc=many", "gateway=2"])
 def test_replicas_refuse_what_cannot_be_run(value: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_replicas([value])

@@ -74,9 +74,7 @@ def test_explicit_environment_variables_win_over_the_state_file(tmp_path: Path) 
 def test_keyword_overrides_win_over_both(tmp_path: Path) -> None:
     recorded_state(tmp_path)
 
-    settings = resolve_settings(
-        None, tmp_path, env={"REDIS_URL": "redis://env:1/0"}, redis_url="redis://kw:2/0"
-    )
+    settings = resolve_settings(None, tmp_path, env={"REDIS_URL": "redis://env:1/0"}, redis_url="redis://kw:2/0")
 
     assert settings.redis_url == "redis://kw:2/0"
 
@@ -127,11 +125,7 @@ def test_a_system_is_running_only_while_its_supervisor_lives(tmp_path: Path) -> 
     assert me.is_running()
     assert not recorded_state(tmp_path, supervisor_pid=os.getpid(), status="stopped").is_running()
 
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     assert not recorded_state(tmp_path, supervisor_pid=int(finished.stdout)).is_running()
     # Same pid, different program: a reused pid is not our supervisor.
-    assert not recorded_state(
-        tmp_path, supervisor_pid=os.getpid(), supervisor_cmdline="no such program"
-    ).is_running()
+    assert not recorded_state(tmp_path, supervisor_pid=os.getpid(), supervisor_cmdline="no such program").is_running()

@@ -71,9 +71,7 @@ def test_starts_every_replica_on_its_own_port_and_routes_the_gateway_to_them(mak
         f"fake_svc-{socket.gethostname()}-1",
         f"fake_svc-{socket.gethostname()}-2",
     }
-    assert all(
-        info["database_url"].endswith(f"/taskswarm_fake{swarm.config.database_suffix}") for info in infos
-    )
+    assert all(info["database_url"].endswith(f"/taskswarm_fake{swarm.config.database_suffix}") for info in infos)
     assert all(info["private_key_file"] == "" for info in infos)  # only auth_svc signs tokens
 
     assert swarm.gateway_url is not None

@@ -20,6 +20,7 @@ import pytest
 from common.embedded import free_port
 from common.state import SwarmState, load_state, pid_alive
 from tests.cli.conftest import REPO_ROOT, http, wait_until
+from tests.conftest import Servers
 
 pytestmark = pytest.mark.e2e
 
@@ -28,18 +29,21 @@ SWARM = Path(sys.executable).parent / "swarm"
 _FOREIGN = ("REDIS_URL", "DATABASE_URL", "LOG_FORMAT", "SWARM_DATA_DIR", "AUTH_URL", "PORT", "HOST")
 
 
+def own_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key not in _FOREIGN}
+
+
 class SwarmUp:
     """`swarm up` as a subprocess whose output is collected line by line."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
-        env = {key: value for key, value in os.environ.items() if key not in _FOREIGN}
+    def __init__(self, data_dir: Path, port: int, *args: str, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [str(SWARM), "up", "--data-dir", str(data_dir), "--port", str(port)],
+            [str(SWARM), "up", "--data-dir", str(data_dir), "--port", str(port), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env={**own_env(), **(env or {})},
             cwd=REPO_ROOT,
             text=True,
         )
@@ -129,6 +133,7 @@ def test_swarm_up_runs_the_system_stops_cleanly_and_keeps_its_data(data_dir: Pat
             text=True,
             timeout=30,
             cwd=REPO_ROOT,
+            env=own_env(),
         )
         assert second.returncode == 1 and "already running" in second.stdout
     finally:
@@ -144,15 +149,24 @@ def test_swarm_up_runs_the_system_stops_cleanly_and_keeps_its_data(data_dir: Pat
         login = {"username": username, "password": credentials["password"]}
         status, body = http("POST", f"http://127.0.0.1:{gateway_port}/api/v1/auth/login", login)
         assert status == 200, body
+        # Other commands find the running system through its state file.
+        promote = subprocess.run(
+            [str(SWARM), "users", "promote", username, "--role", "admin", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO_ROOT,
+            env=own_env(),
+        )
+        assert promote.returncode == 0, promote.stderr
+        assert f"{username} is now admin" in promote.stdout
     finally:
         code = again.stop(signal.SIGTERM)
     assert code == 0, again.output
     assert_all_gone(restarted, data_dir)
 
 
-def test_a_swarm_killed_without_warning_is_cleaned_up_by_the_next_one(
-    data_dir: Path, gateway_port: int
-) -> None:
+def test_a_swarm_killed_without_warning_is_cleaned_up_by_the_next_one(data_dir: Path, gateway_port: int) -> None:
     killed = SwarmUp(data_dir, gateway_port)
     killed.wait_ready()
     orphans = running_state(data_dir)
@@ -170,3 +184,23 @@ def test_a_swarm_killed_without_warning_is_cleaned_up_by_the_next_one(
         code = successor.stop(signal.SIGINT)
     assert code == 0, successor.output
     assert_all_gone(current, data_dir)
+
+
+def test_swarm_up_uses_external_servers_when_given_and_leaves_them_running(
+    data_dir: Path, gateway_port: int, servers: Servers
+) -> None:
+    run = SwarmUp(
+        data_dir, gateway_port, "--database-url", servers.postgres.url(), env={"REDIS_URL": servers.redis.url}
+    )
+    try:
+        run.wait_ready()
+        state = running_state(data_dir)
+        assert state.redis.url == servers.redis.url and not state.redis.embedded
+        assert state.postgres.url == servers.postgres.url() and not state.postgres.embedded
+        assert state.services["auth_svc"].database_url == servers.postgres.url("taskswarm_auth")
+        assert not (data_dir / "redis").exists() and not (data_dir / "postgres").exists()
+    finally:
+        code = run.stop(signal.SIGINT)
+    assert code == 0, run.output
+    assert servers.redis.process is not None and servers.redis.process.poll() is None
+    assert servers.postgres.running()

@@ -41,9 +41,7 @@ def test_checking_availability_imports_no_service_module() -> None:
         "import sys; from common import topology; topology.services(); topology.gateway(); "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r} and '.' in m))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "[]"
 
 
