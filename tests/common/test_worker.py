@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import structlog
@@ -54,6 +54,22 @@ async def running(redis, pool, handlers, consumer: str = "c1", **opts: int) -> A
     finally:
         worker.stop()
         await asyncio.wait_for(task, 10)
+
+
+@contextlib.contextmanager
+def worker_process(database_url: str, servers, **env: str) -> Iterator[subprocess.Popen[str]]:  # type: ignore[no-untyped-def]
+    """A real consumer process (tests/common/worker_process.py), ready to consume; killed if still alive."""
+    full_env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis.url, **env}
+    process = subprocess.Popen([sys.executable, "-m", "tests.common.worker_process"], env=full_env,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
 
 
 async def pending_count(redis) -> int:  # type: ignore[no-untyped-def]
@@ -155,21 +171,11 @@ async def test_a_consumer_starts_with_its_own_pending_entries(redis, pool):
 
 
 async def test_entries_pending_on_a_killed_consumer_are_reclaimed_by_another(redis, pool, database_url, servers):
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis.url,
-           "CONSUMER_NAME": "doomed", "HANG_ON": "stuck", "BATCH_SIZE": "1"}
-    victim = subprocess.Popen([sys.executable, "-m", "tests.common.worker_process"], env=env,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+    with worker_process(database_url, servers, CONSUMER_NAME="doomed", HANG_ON="stuck", BATCH_SIZE="1") as victim:
         await publish(redis, "stuck")
         await eventually(lambda: _pending_on(redis, "doomed", 1), what="victim holding the entry")
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait()
-        victim.stdout.close()  # type: ignore[union-attr]
     async with running(redis, pool, {"thing": insert_thing}, consumer="rescuer", claim_idle_ms=200) as rescuer:
         await eventually(lambda: _has(pool, 1), what="rescuer applied the reclaimed entry")
         await eventually(lambda: _zero_pending(redis), what="reclaimed entry acknowledged")
@@ -179,20 +185,10 @@ async def test_entries_pending_on_a_killed_consumer_are_reclaimed_by_another(red
 async def test_sigterm_mid_batch_loses_nothing_and_acks_nothing_unprocessed(redis, pool, database_url, servers):
     total = 60
     published = [await publish(redis, f"n{i}") for i in range(total)]
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis.url,
-           "CONSUMER_NAME": "graceful", "SLOW_MS": "20", "BATCH_SIZE": "10"}
-    process = subprocess.Popen([sys.executable, "-m", "tests.common.worker_process"], env=env,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    with worker_process(database_url, servers, CONSUMER_NAME="graceful", SLOW_MS="20", BATCH_SIZE="10") as process:
         await eventually(lambda: _has(pool, 5), what="some events applied")
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
     applied = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM things")}
     assert 0 < len(applied) < total, "stopped mid-stream"
     pending = {p["message_id"] for p in await redis.xpending_range(STREAM, GROUP, "-", "+", total)}
