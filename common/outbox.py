@@ -86,25 +86,20 @@ class OutboxRelay:
         backoff = 0.1
         while not self._stopping:
             await self._ensure_listener()
+            # Cleared before the pass, not after it: a commit notified while a pass runs must lead to
+            # another pass now, not at the next poll.
+            self._wakeup.clear()
             try:
                 published = await self.relay_once()
                 backoff = 0.1
+                wait_s = 0.0 if published == self._batch_size else self._poll_interval_s  # full: more waiting
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Redis or PostgreSQL is down: the rows stay in the outbox, nothing is lost; retry later.
                 log.warning("outbox.relay_failed", error=repr(exc), retry_in_s=backoff)
-                self._wakeup.clear()
+                wait_s, backoff = backoff, min(backoff * 2, _MAX_BACKOFF_S)
+            if wait_s and not self._stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                continue
-            if published == self._batch_size or self._stopping:
-                continue  # more may be waiting
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
-
-    def wake(self) -> None:
-        self._wakeup.set()
+                    await asyncio.wait_for(self._wakeup.wait(), wait_s)
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
