@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp.test_utils import TestClient, TestServer
 
 from auth_svc.app import create_app
 from common.embedded import EmbeddedRedis
 from common.events import ENVELOPE_FIELDS, Event
-from common.runtime import make_redis
+from common.runtime import make_redis, runtime_of
 from tests.helpers import eventually
 
 
 async def _published(redis, stream: str, n: int) -> list[Event] | None:  # type: ignore[no-untyped-def]
     entries = await redis.xrange(stream)
     return [Event.from_fields(fields) for _, fields in entries] if len(entries) >= n else None
+
+
+async def _outbox_rows(auth_client: TestClient) -> int:
+    return await runtime_of(auth_client.server.app).db().fetchval("SELECT count(*) FROM outbox")
+
+
+async def _outbox_drained(auth_client: TestClient) -> bool:
+    """Every committed event has left: whatever the streams hold now is all there will be."""
+    return await _outbox_rows(auth_client) == 0
 
 
 async def test_registering_publishes_one_new_user_and_one_registration_notice(auth_client, register, redis):
@@ -32,7 +39,7 @@ async def test_registering_publishes_one_new_user_and_one_registration_notice(au
     assert notice.data["recipients"] == [user["id"]]
     assert notice.data["actor"] == {"id": user["id"], "username": "carol"}
     assert new_user.correlation_id == notice.correlation_id  # both caused by the same request
-    await asyncio.sleep(0.3)  # a second publication would have happened by now
+    await eventually(lambda: _outbox_drained(auth_client), what="nothing left to publish")
     assert await redis.xlen("events:newUser") == 1
     assert await redis.xlen("events:newNotif") == 1
 
@@ -51,7 +58,7 @@ async def test_a_rejected_registration_publishes_nothing(auth_client, register, 
     await eventually(lambda: _published(redis, "events:newUser", 1), what="first newUser")
     body = {"username": "ERIN", "email": "erin2@example.com", "password": "long enough"}
     assert (await auth_client.post("/auth/register", json=body)).status == 409
-    await asyncio.sleep(0.3)
+    await eventually(lambda: _outbox_drained(auth_client), what="nothing left to publish")
     assert await redis.xlen("events:newUser") == 1
     assert await redis.xlen("events:newNotif") == 1
 
@@ -78,13 +85,13 @@ async def test_registration_succeeds_while_redis_is_down_and_its_events_follow_w
                 "/auth/register", json={"username": "frank", "email": "frank@example.com", "password": "long enough"}
             )
             assert response.status == 201
-            await asyncio.sleep(0.3)
+            assert await _outbox_rows(auth_client) == 2  # committed with the user, waiting for Redis
             server.start()
             events = await eventually(lambda: _published(client, "events:newUser", 1), timeout=10,
                                       what="newUser after Redis is back")
             await eventually(lambda: _published(client, "events:newNotif", 1), what="newNotif after Redis is back")
             assert events[0].data["username"] == "frank"
-            await asyncio.sleep(0.3)
+            await eventually(lambda: _outbox_drained(auth_client), what="nothing left to publish")
             assert await client.xlen("events:newUser") == 1
     finally:
         await client.aclose()

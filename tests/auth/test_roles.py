@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from auth_svc.api import AUTH_SERVICE
 from tests.auth.conftest import bearer
 
 
 async def promote(auth_client, user: dict, role: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
     """Bootstrap a role the way `swarm users promote` does, then log in again for a fresh token."""
-    service = auth_client.server.app[__import__("auth_svc.api").api.AUTH_SERVICE]
+    service = auth_client.server.app[AUTH_SERVICE]
     await service.promote(user["user"]["username"], role)
     response = await auth_client.post(
         "/auth/login", json={"username": user["user"]["username"], "password": user["password"]}

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import redis.asyncio as aioredis
+import structlog
 
 from common.embedded import EmbeddedRedis
 from common.events import ENVELOPE_FIELDS, Event, stream_for
@@ -65,11 +66,14 @@ async def test_a_rolled_back_transaction_publishes_nothing(pool, redis, database
 
 async def test_notify_wakes_the_relay_without_waiting_for_the_poll(pool, redis, database_url):
     async with relaying(pool, redis, database_url, poll_interval_s=60) as relay:
-        await eventually(lambda: _listening(relay), what="relay listening")
-        await asyncio.sleep(0.1)  # past the relay's first (empty) pass, now waiting up to 60 s
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, [thing("first")])
+        # Once the first event is out, the relay has finished a pass and waits up to 60 s for news.
+        await eventually(lambda: _outbox_empty(pool), what="first event relayed")
+        assert relay._listener is not None
         async with pool.acquire() as conn, conn.transaction():
             await enqueue(conn, [thing("prompt")])
-        await eventually(lambda: _stream_length(redis, 1), timeout=2, what="published on NOTIFY")
+        await eventually(lambda: _stream_length(redis, 2), timeout=2, what="published on NOTIFY")
 
 
 async def test_events_wait_in_the_outbox_while_redis_is_down_and_leave_when_it_is_back(pool, database_url, tmp_path):
@@ -78,9 +82,10 @@ async def test_events_wait_in_the_outbox_while_redis_is_down_and_leave_when_it_i
     try:
         server.stop()
         async with relaying(pool, client, database_url, poll_interval_s=0.1):
-            async with pool.acquire() as conn, conn.transaction():
-                await enqueue(conn, [thing("patient")])
-            await asyncio.sleep(0.3)  # several failed relay attempts
+            with structlog.testing.capture_logs() as logs:
+                async with pool.acquire() as conn, conn.transaction():
+                    await enqueue(conn, [thing("patient")])
+                await eventually(lambda: _relay_failed(logs, times=2), what="failed relay attempts")
             assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
             server.start()  # same port, same data folder
             await eventually(lambda: _outbox_empty(pool), timeout=10, what="relayed after Redis came back")
@@ -108,5 +113,5 @@ async def _outbox_empty(pool: asyncpg.Pool) -> bool:
     return await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
 
-async def _listening(relay: OutboxRelay) -> bool:
-    return relay._listener is not None
+async def _relay_failed(logs: list[dict], times: int) -> bool:  # type: ignore[type-arg]
+    return sum(entry["event"] == "outbox.relay_failed" for entry in logs) >= times

@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 
 from common.events import DEAD_LETTER_STREAM, Event, stream_for
-from common.worker import ConsumerWorker, WorkerOptions
+from common.worker import ConsumerWorker, WorkerOptions, entry_key
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")
@@ -259,8 +259,4 @@ async def _counter_at_least(items: list[int], n: int) -> bool:
 
 
 def _entry_le(a: str, b: str) -> bool:
-    def key(x: str) -> tuple[int, int]:
-        ms, _, seq = x.partition("-")
-        return int(ms), int(seq)
-
-    return key(a) <= key(b)
+    return entry_key(a) <= entry_key(b)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp.test_utils import TestClient
 
 from common.embedded import free_port
 from gateway.ratelimit import ip_key, user_key
 from tests.gateway.conftest import MakeToken, StartGateway
+from tests.helpers import eventually
 
 
 async def login(gateway: TestClient) -> aiohttp.ClientResponse:
@@ -95,8 +94,9 @@ async def test_a_new_window_opens_once_the_old_one_expires(start_gateway: StartG
     await login(gateway)
     await assert_rate_limited(await login(gateway))
 
-    await redis.pexpire(ip_key("/auth/login", "127.0.0.1"), 1)  # fast-forward to the window's end
-    await asyncio.sleep(0.02)
+    key = ip_key("/auth/login", "127.0.0.1")
+    await redis.pexpire(key, 1)  # fast-forward to the window's end
+    await eventually(lambda: _expired(redis, key), what="the window's counter to expire")
 
     assert (await login(gateway)).status == 200
 
@@ -124,3 +124,7 @@ async def test_without_redis_logins_go_through_but_tokens_cannot_be_checked(
     assert authenticated.status == 503  # the deny-list fails closed
     assert (await authenticated.json())["error"]["code"] == "service_unavailable"
     assert upstreams["project_svc"].seen == []
+
+
+async def _expired(redis, key: str) -> bool:  # type: ignore[no-untyped-def]
+    return not await redis.exists(key)
