@@ -120,10 +120,8 @@ class AuthService:
         if not changes:
             raise ValidationFailed(details={"_schema": ["nothing to update"]})
         async with self._rt.db().acquire() as conn, conn.transaction():
-            if "email" in changes and await store.find_taken(conn, None, changes["email"]) - {"username"}:
-                current = await store.get_user(conn, caller.user_id)
-                if current is None or current["email"].lower() != changes["email"].lower():
-                    raise Conflict("email already taken", details={"email": ["already taken"]})
+            if "email" in changes and await store.email_taken(conn, changes["email"], by_other_than=caller.user_id):
+                raise Conflict("email already taken", details={"email": ["already taken"]})
             try:
                 user = await store.update_user(conn, caller.user_id, changes)
             except asyncpg.UniqueViolationError as exc:

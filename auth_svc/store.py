@@ -18,21 +18,23 @@ def _row(record: asyncpg.Record | None) -> Record | None:
     return dict(record) if record is not None else None
 
 
-async def find_taken(conn: asyncpg.Connection, username: str | None, email: str | None) -> set[str]:
+async def find_taken(conn: asyncpg.Connection, username: str, email: str) -> set[str]:
     """Which of username/email already belong to someone (case-insensitive)."""
-    rows = await conn.fetch(
-        "SELECT lower(username) = lower($1) AS username, lower(email) = lower($2) AS email FROM users "
-        "WHERE lower(username) = lower($1) OR lower(email) = lower($2)",
-        username or "",
-        email or "",
+    row = await conn.fetchrow(
+        "SELECT bool_or(lower(username) = lower($1)) AS username, bool_or(lower(email) = lower($2)) AS email "
+        "FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2)",
+        username,
+        email,
     )
-    taken = set()
-    for row in rows:
-        if row["username"] and username:
-            taken.add("username")
-        if row["email"] and email:
-            taken.add("email")
-    return taken
+    return {field for field in ("username", "email") if row[field]}
+
+
+async def email_taken(conn: asyncpg.Connection, email: str, *, by_other_than: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM users WHERE lower(email) = lower($1) AND id <> $2", email, by_other_than
+        )
+    )
 
 
 async def insert_user(

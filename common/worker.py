@@ -87,7 +87,8 @@ class WorkerStats:
     last_errors: dict[str, str] = field(default_factory=dict)
 
 
-def _entry_key(ms_seq: str) -> tuple[int, int]:
+def entry_key(ms_seq: str) -> tuple[int, int]:
+    """A stream entry id (`<ms>-<seq>`) as a sortable pair."""
     ms, _, seq = ms_seq.partition("-")
     return int(ms), int(seq or 0)
 
@@ -278,7 +279,7 @@ class ConsumerWorker:
     # -- applying ----------------------------------------------------------------------------------
 
     async def _process(self, deliveries: list[Delivery]) -> None:
-        deliveries.sort(key=lambda d: _entry_key(d.entry_id))  # approximate causal order across streams
+        deliveries.sort(key=lambda d: entry_key(d.entry_id))  # approximate causal order across streams
         to_ack: list[Delivery] = []
         to_apply: list[tuple[Delivery, Event]] = []
         for delivery in deliveries:
