@@ -47,9 +47,7 @@ def parse_replicas(values: list[str]) -> dict[str, int]:
         if name not in known and f"{name}_svc" in known:
             name = f"{name}_svc"
         if not sep or name not in known:
-            raise typer.BadParameter(
-                f"{item!r}: expected SERVICE=N with SERVICE one of {', '.join(sorted(known))}"
-            )
+            raise typer.BadParameter(f"{item!r}: expected SERVICE=N with SERVICE one of {', '.join(sorted(known))}")
         try:
             count = int(number)
         except ValueError:
@@ -104,9 +102,7 @@ def up(
             help="Admin DSN of a PostgreSQL to use instead of an embedded one (one database per service).",
         ),
     ] = None,
-    ready_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for every process to be ready.")
-    ] = 90.0,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every process to be ready.")] = 90.0,
 ) -> None:
     """Run the whole system on this machine until Ctrl-C (a second Ctrl-C forces)."""
     config = SwarmConfig(
@@ -147,9 +143,7 @@ def _handle_stop_signals(swarm: Swarm, printer: LogPrinter) -> None:
             printer.note("forcing stop")
             swarm.force_stop()
         else:
-            printer.note(
-                f"received {signal.Signals(signum).name}; stopping gracefully (Ctrl-C again to force)"
-            )
+            printer.note(f"received {signal.Signals(signum).name}; stopping gracefully (Ctrl-C again to force)")
             swarm.request_stop()
 
     signal.signal(signal.SIGINT, handler)
@@ -164,9 +158,7 @@ def status(
     """Show what `swarm up` started in the data folder, and whether it is running."""
     state = load_state(data_dir)
     if state is None:
-        typer.echo(
-            f"nothing recorded: {state_path(data_dir)} does not exist (start the system with `swarm up`)"
-        )
+        typer.echo(f"nothing recorded: {state_path(data_dir)} does not exist (start the system with `swarm up`)")
         raise typer.Exit(1)
     if as_json:
         typer.echo(state.to_json())

@@ -78,13 +78,20 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir),
-                "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -221,8 +228,18 @@ class EmbeddedPostgres:
         self._prepare_dirs()
         if not self.initialized():
             result = self._run(
-                [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", self.user, "--auth=trust",
-                 "-E", "UTF8", "--no-locale", *([] if self.durable else ["--no-sync"])]
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    *([] if self.durable else ["--no-sync"]),
+                ]
             )
             if result.returncode != 0:
                 raise EmbeddedServerError(f"initdb failed: {result.stderr.strip()}")
@@ -239,8 +256,19 @@ class EmbeddedPostgres:
         self.log_file.touch()
         self._prepare_dirs()
         result = self._run(
-            [str(bindir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
-             "-t", str(int(timeout_s)), "-o", " ".join(options), "start"]
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "-o",
+                " ".join(options),
+                "start",
+            ]
         )
         if result.returncode != 0:
             tail = self.log_file.read_text(errors="replace")[-2000:]

@@ -18,9 +18,7 @@ def ensure_keypair(private_path: Path, public_path: Path) -> None:
     public_path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     private_path.chmod(0o600)
     public_path.write_bytes(

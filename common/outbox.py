@@ -35,9 +35,7 @@ async def enqueue(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
     """Record events in the outbox; call inside the transaction that makes the change."""
     rows = [(event.id, event.stream, event.to_fields()) for event in events]
     if rows:
-        await conn.executemany(
-            "INSERT INTO outbox (event_id, stream, fields) VALUES ($1, $2, $3)", rows
-        )
+        await conn.executemany("INSERT INTO outbox (event_id, stream, fields) VALUES ($1, $2, $3)", rows)
 
 
 class OutboxRelay:

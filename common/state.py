@@ -199,11 +199,7 @@ def resolve_settings(
     missing = [name for name in require if name not in values and name.upper() not in env]
     if missing:
         wanted = " and ".join(name.upper() for name in missing)
-        where = (
-            f"{state_path(data_dir)} does not exist"
-            if state is None
-            else f"{state_path(data_dir)} has no value"
-        )
+        where = f"{state_path(data_dir)} does not exist" if state is None else f"{state_path(data_dir)} has no value"
         raise NoSystemFound(f"no running system found: {where}; start one with `swarm up`, or set {wanted}")
     return Settings.from_env(env, **values)
 

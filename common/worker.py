@@ -231,9 +231,7 @@ class ConsumerWorker:
         """Re-read every entry this consumer holds pending, oldest first, following an id cursor."""
         cursors: dict[Any, Any] = {stream: "0" for stream in self._streams}
         while cursors and not self._stopping.is_set():
-            response = await self._redis.xreadgroup(
-                self.group, self.consumer, cursors, count=self._options.batch_size
-            )
+            response = await self._redis.xreadgroup(self.group, self.consumer, cursors, count=self._options.batch_size)
             deliveries = self._deliveries(response)
             seen = {d.stream for d in deliveries}
             for stream in list(cursors):

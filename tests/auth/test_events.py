@@ -46,7 +46,8 @@ async def test_registering_publishes_one_new_user_and_one_registration_notice(au
 
 async def test_the_correlation_id_is_the_request_id(auth_client, redis):
     await auth_client.post(
-        "/auth/register", json={"username": "dave", "email": "dave@example.com", "password": "long enough"},
+        "/auth/register",
+        json={"username": "dave", "email": "dave@example.com", "password": "long enough"},
         headers={"X-Request-ID": "req-dave-1"},
     )
     [event] = await eventually(lambda: _published(redis, "events:newUser", 1), what="newUser")
@@ -65,16 +66,15 @@ async def test_a_rejected_registration_publishes_nothing(auth_client, register, 
 
 async def test_updates_publish_update_user_with_a_higher_version(auth_client, register, redis):
     user = await register()
-    await auth_client.patch("/users/me", json={"full_name": "Renamed"},
-                            headers={"Authorization": f"Bearer {user['access_token']}"})
+    await auth_client.patch(
+        "/users/me", json={"full_name": "Renamed"}, headers={"Authorization": f"Bearer {user['access_token']}"}
+    )
     [update] = await eventually(lambda: _published(redis, "events:updateUser", 1), what="updateUser")
     assert update.data["full_name"] == "Renamed"
     assert update.data["version"] == 2
 
 
-async def test_registration_succeeds_while_redis_is_down_and_its_events_follow_when_it_is_back(
-    make_settings, tmp_path
-):
+async def test_registration_succeeds_while_redis_is_down_and_its_events_follow_when_it_is_back(make_settings, tmp_path):
     server = EmbeddedRedis(tmp_path / "redis").start()
     app = create_app(make_settings(service_name="auth_svc", redis_url=server.url))
     client = make_redis(server.url)
@@ -87,8 +87,9 @@ async def test_registration_succeeds_while_redis_is_down_and_its_events_follow_w
             assert response.status == 201
             assert await _outbox_rows(auth_client) == 2  # committed with the user, waiting for Redis
             server.start()
-            events = await eventually(lambda: _published(client, "events:newUser", 1), timeout=10,
-                                      what="newUser after Redis is back")
+            events = await eventually(
+                lambda: _published(client, "events:newUser", 1), timeout=10, what="newUser after Redis is back"
+            )
             await eventually(lambda: _published(client, "events:newNotif", 1), what="newNotif after Redis is back")
             assert events[0].data["username"] == "frank"
             await eventually(lambda: _outbox_drained(auth_client), what="nothing left to publish")

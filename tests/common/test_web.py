@@ -58,8 +58,16 @@ async def client(make_settings, redis):  # type: ignore[no-untyped-def]
 
 def token(servers, **overrides: object) -> str:  # type: ignore[no-untyped-def]
     now = int(time.time())
-    claims = {"iss": "taskswarm", "sub": str(uuid.uuid4()), "sid": str(uuid.uuid4()), "jti": "j", "typ": "access",
-              "iat": now, "exp": now + 60, **overrides}
+    claims = {
+        "iss": "taskswarm",
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "jti": "j",
+        "typ": "access",
+        "iat": now,
+        "exp": now + 60,
+        **overrides,
+    }
     return jwt.encode(claims, (servers.keys_dir / "jwt_private.pem").read_bytes(), algorithm="EdDSA")
 
 

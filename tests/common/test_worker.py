@@ -23,8 +23,13 @@ GROUP = "things_svc"
 
 
 async def publish(redis, name: str, event_id: str | None = None) -> Event:  # type: ignore[no-untyped-def]
-    event = Event(type="thing", data={"name": name}, producer="test", correlation_id=f"corr-{name}",
-                  id=event_id or str(uuid.uuid4()))
+    event = Event(
+        type="thing",
+        data={"name": name},
+        producer="test",
+        correlation_id=f"corr-{name}",
+        id=event_id or str(uuid.uuid4()),
+    )
     await redis.xadd(STREAM, event.to_fields())
     return event
 
@@ -38,16 +43,23 @@ async def names(pool: asyncpg.Pool) -> list[str]:
 
 
 def options(**overrides: int) -> WorkerOptions:
-    base = {"batch_size": 10, "block_ms": 50, "claim_idle_ms": 60_000, "claim_interval_ms": 50,
-            "retry_delay_ms": 10, "max_deliveries": 3}
+    base = {
+        "batch_size": 10,
+        "block_ms": 50,
+        "claim_idle_ms": 60_000,
+        "claim_interval_ms": 50,
+        "retry_delay_ms": 10,
+        "max_deliveries": 3,
+    }
     base.update(overrides)
     return WorkerOptions(**base)
 
 
 @contextlib.asynccontextmanager
 async def running(redis, pool, handlers, consumer: str = "c1", **opts: int) -> AsyncIterator[ConsumerWorker]:  # type: ignore[no-untyped-def]
-    worker = ConsumerWorker(redis=redis, pool=pool, group=GROUP, consumer=consumer, handlers=handlers,
-                            options=options(**opts))
+    worker = ConsumerWorker(
+        redis=redis, pool=pool, group=GROUP, consumer=consumer, handlers=handlers, options=options(**opts)
+    )
     task = asyncio.create_task(worker.run())
     try:
         yield worker
@@ -60,8 +72,9 @@ async def running(redis, pool, handlers, consumer: str = "c1", **opts: int) -> A
 def worker_process(database_url: str, servers, **env: str) -> Iterator[subprocess.Popen[str]]:  # type: ignore[no-untyped-def]
     """A real consumer process (tests/common/worker_process.py), ready to consume; killed if still alive."""
     full_env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis.url, **env}
-    process = subprocess.Popen([sys.executable, "-m", "tests.common.worker_process"], env=full_env,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.common.worker_process"], env=full_env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         yield process
@@ -195,8 +208,11 @@ async def test_sigterm_mid_batch_loses_nothing_and_acks_nothing_unprocessed(redi
     entry_ids = {entry_id: fields["id"] for entry_id, fields in await redis.xrange(STREAM)}
     delivered = await redis.xinfo_groups(STREAM)
     last_delivered = delivered[0]["last-delivered-id"]
-    acked = {event_id for entry_id, event_id in entry_ids.items()
-             if entry_id not in pending and _entry_le(entry_id, last_delivered)}
+    acked = {
+        event_id
+        for entry_id, event_id in entry_ids.items()
+        if entry_id not in pending and _entry_le(entry_id, last_delivered)
+    }
     assert acked <= applied, "an entry was acknowledged without its effect"
     # A restart finishes the job: every event applied exactly once.
     async with running(redis, pool, {"thing": insert_thing}, consumer="graceful"):
