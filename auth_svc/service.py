@@ -19,6 +19,7 @@ from auth_svc.schemas import UserEventSchema, UserSchema
 from auth_svc.tokens import TokenIssuer, TokenPair
 from common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from common.events import Event
+from common.notices import notice
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
@@ -56,16 +57,15 @@ def user_event(event_type: str, user: dict[str, Any], actor_id: str) -> Event:
 
 
 def registration_notice(user: dict[str, Any]) -> Event:
-    data = {
-        "type": "registration",
-        "recipients": [user["id"]],
-        "actor": {"id": user["id"], "username": user["username"]},
-        "project_id": None,
-        "card_id": None,
-        "comment_id": None,
-        "message": f"Welcome to Taskswarm, {user['username']}!",
-    }
-    return Event.new("newNotif", data, producer=PRODUCER, actor_id=user["id"])
+    event = notice(
+        "registration",
+        recipients=[user["id"]],
+        actor=user,
+        message=f"Welcome to Taskswarm, {user['username']}!",
+        producer=PRODUCER,
+    )
+    assert event is not None  # self-addressed: the new user always receives it
+    return event
 
 
 def _valid_uuid(value: str) -> bool:
@@ -176,9 +176,7 @@ class AuthService:
             raise Unauthorized("invalid username or password", code="invalid_credentials")
         session_id, refresh_jti = str(uuid.uuid4()), str(uuid.uuid4())
         async with self._rt.db().acquire() as conn:
-            await store.insert_session(
-                conn, session_id, credentials["id"], refresh_jti, self._issuer.refresh_expiry()
-            )
+            await store.insert_session(conn, session_id, credentials["id"], refresh_jti, self._issuer.refresh_expiry())
         return self._issuer.pair(credentials, session_id, refresh_jti)
 
     async def refresh(self, refresh_token: str, verifier: TokenVerifier) -> TokenPair:
@@ -221,9 +219,7 @@ class AuthService:
             await store.set_password_hash(conn, caller.user_id, new_hash)
             await self._revoke_all(conn, caller.user_id, reason="password_changed", keep=caller.session_id)
 
-    async def _revoke_all(
-        self, conn: asyncpg.Connection, user_id: str, reason: str, keep: str | None = None
-    ) -> None:
+    async def _revoke_all(self, conn: asyncpg.Connection, user_id: str, reason: str, keep: str | None = None) -> None:
         session_ids = await store.live_session_ids(conn, user_id, except_id=keep)
         await deny_sessions(self._rt.redis_client(), session_ids, self._issuer.access_ttl_s)
         await store.revoke_sessions(conn, session_ids, reason)

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from common.db import like_pattern
+
 # Never select password_hash into anything that might be returned or published.
 USER_COLUMNS = "id, username, email, full_name, role, version, created_at, updated_at"
 
@@ -31,9 +33,7 @@ async def find_taken(conn: asyncpg.Connection, username: str, email: str) -> set
 
 async def email_taken(conn: asyncpg.Connection, email: str, *, by_other_than: str) -> bool:
     return bool(
-        await conn.fetchval(
-            "SELECT 1 FROM users WHERE lower(email) = lower($1) AND id <> $2", email, by_other_than
-        )
+        await conn.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1) AND id <> $2", email, by_other_than)
     )
 
 
@@ -58,9 +58,7 @@ async def get_user(conn: asyncpg.Connection, user_id: str, *, for_update: bool =
 
 
 async def get_user_by_username(conn: asyncpg.Connection, username: str) -> Record | None:
-    return _row(
-        await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username)
-    )
+    return _row(await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username))
 
 
 async def get_credentials(conn: asyncpg.Connection, login: str) -> Record | None:
@@ -98,19 +96,11 @@ async def set_password_hash(conn: asyncpg.Connection, user_id: str, password_has
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
 
 
-def _search_pattern(search: str) -> str:
-    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-async def list_users(
-    conn: asyncpg.Connection, search: str | None, limit: int, offset: int
-) -> tuple[list[Record], int]:
-    pattern = _search_pattern(search) if search else "%"
+async def list_users(conn: asyncpg.Connection, search: str | None, limit: int, offset: int) -> tuple[list[Record], int]:
+    pattern = like_pattern(search) if search else "%"
     total = await conn.fetchval("SELECT count(*) FROM users WHERE lower(username) LIKE $1", pattern)
     rows = await conn.fetch(
-        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) LIKE $1 "
-        "ORDER BY lower(username) LIMIT $2 OFFSET $3",
+        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) LIKE $1 ORDER BY lower(username) LIMIT $2 OFFSET $3",
         pattern,
         limit,
         offset,
@@ -142,9 +132,7 @@ async def lock_session(conn: asyncpg.Connection, session_id: str) -> Record | No
     )
 
 
-async def rotate_session(
-    conn: asyncpg.Connection, session_id: str, refresh_jti: str, expires_at: datetime
-) -> None:
+async def rotate_session(conn: asyncpg.Connection, session_id: str, refresh_jti: str, expires_at: datetime) -> None:
     await conn.execute(
         "UPDATE sessions SET refresh_jti = $2, expires_at = $3, last_used_at = now() WHERE id = $1",
         session_id,
@@ -173,8 +161,7 @@ async def live_session_ids(conn: asyncpg.Connection, user_id: str, *, except_id:
 
 async def revoke_sessions(conn: asyncpg.Connection, session_ids: list[str], reason: str) -> None:
     await conn.execute(
-        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 "
-        "WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL",
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL",
         session_ids,
         reason,
     )

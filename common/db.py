@@ -67,6 +67,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+def like_pattern(search: str) -> str:
+    """A case-insensitive `LIKE` pattern matching `search` anywhere (compare with `lower(column)`).
+
+    `%`, `_` and `\\` in the user's text are escaped, so they match themselves, not anything.
+    """
+    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
     assert pool is not None
@@ -131,8 +140,7 @@ async def migrate(dsn: str, sources: list[tuple[str, Path]]) -> list[str]:
                 async with conn.transaction():
                     await conn.execute(migration.sql)
                     await conn.execute(
-                        "INSERT INTO schema_migrations (namespace, version, name, checksum) "
-                        "VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO schema_migrations (namespace, version, name, checksum) VALUES ($1, $2, $3, $4)",
                         migration.namespace,
                         migration.version,
                         migration.name,

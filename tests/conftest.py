@@ -8,7 +8,7 @@ gets a fresh database and an empty Redis.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,23 @@ async def database_url(servers: Servers) -> AsyncIterator[str]:
     await ensure_database(admin, name)
     yield servers.postgres.url(name)
     await drop_database(admin, name)
+
+
+@pytest.fixture
+async def make_database(servers: Servers) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Factory of brand-new empty databases (one per service when a test runs several), dropped after."""
+    admin = servers.postgres.url()
+    made: list[str] = []
+
+    async def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        await ensure_database(admin, name)
+        made.append(name)
+        return servers.postgres.url(name)
+
+    yield make
+    for name in made:
+        await drop_database(admin, name)
 
 
 @pytest.fixture

@@ -34,7 +34,3 @@ def register(auth_client: TestClient) -> RegisterFn:
         return {**await response.json(), "password": body["password"]}
 
     return make
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tests.auth.conftest import bearer
+from tests.helpers import bearer
 
 
 async def test_register_returns_the_user_and_a_token_pair(auth_client):
@@ -51,14 +51,26 @@ BAD_REGISTRATIONS = [
     ("not an object", b"[1, 2]", "validation_error", "_schema"),
     ("missing fields", b"{}", "validation_error", "username"),
     ("wrong type", b'{"username": 42, "email": "a@b.co", "password": "long enough"}', "validation_error", "username"),
-    ("bad characters", b'{"username": "no spaces", "email": "a@b.co", "password": "long enough"}',
-     "validation_error", "username"),
+    (
+        "bad characters",
+        b'{"username": "no spaces", "email": "a@b.co", "password": "long enough"}',
+        "validation_error",
+        "username",
+    ),
     ("too short", b'{"username": "ab", "email": "a@b.co", "password": "long enough"}', "validation_error", "username"),
     ("bad email", b'{"username": "okname", "email": "nope", "password": "long enough"}', "validation_error", "email"),
-    ("short password", b'{"username": "okname", "email": "a@b.co", "password": "short"}', "validation_error",
-     "password"),
-    ("unknown field", b'{"username": "okname", "email": "a@b.co", "password": "long enough", "role": "admin"}',
-     "validation_error", "role"),
+    (
+        "short password",
+        b'{"username": "okname", "email": "a@b.co", "password": "short"}',
+        "validation_error",
+        "password",
+    ),
+    (
+        "unknown field",
+        b'{"username": "okname", "email": "a@b.co", "password": "long enough", "role": "admin"}',
+        "validation_error",
+        "role",
+    ),
 ]
 
 
@@ -118,8 +130,9 @@ async def test_me_requires_a_token_and_returns_the_caller(auth_client, register)
 async def test_update_me_changes_the_email_and_refuses_a_taken_one(auth_client, register):
     me, other = await register(), await register()
     headers = bearer(me["access_token"])
-    response = await auth_client.patch("/users/me", json={"email": "new@example.com", "full_name": "Me"},
-                                       headers=headers)
+    response = await auth_client.patch(
+        "/users/me", json={"email": "new@example.com", "full_name": "Me"}, headers=headers
+    )
     assert response.status == 200
     assert (await response.json())["email"] == "new@example.com"
     clash = await auth_client.patch("/users/me", json={"email": other["user"]["email"]}, headers=headers)

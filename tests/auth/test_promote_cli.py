@@ -7,23 +7,26 @@ import os
 import sys
 
 from common.events import Event
-from tests.auth.conftest import bearer
-from tests.helpers import eventually
+from tests.helpers import bearer, eventually
 
 SWARM = [sys.executable, "-c", "from common.cli import main; main()"]
 
 
 async def swarm(*args: str, env: dict[str, str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        *SWARM, *args, env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        *SWARM,
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await process.communicate()
     return process.returncode or 0, output.decode()
 
 
-async def test_promote_makes_a_user_admin_and_publishes_update_user(auth_client, register, database_url, servers,
-                                                                     redis):
+async def test_promote_makes_a_user_admin_and_publishes_update_user(
+    auth_client, register, database_url, servers, redis
+):
     user = await register(username="root_like")
     env = {"DATABASE_URL": database_url, "REDIS_URL": servers.redis.url, "SWARM_DATA_DIR": "/nonexistent"}
     code, output = await swarm("users", "promote", "root_like", "--role", "admin", env=env)

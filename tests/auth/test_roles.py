@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auth_svc.api import AUTH_SERVICE
-from tests.auth.conftest import bearer
+from tests.helpers import bearer
 
 
 async def promote(auth_client, user: dict, role: str) -> dict:  # type: ignore[no-untyped-def, type-arg]

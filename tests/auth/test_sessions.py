@@ -9,7 +9,7 @@ import uuid
 import jwt
 import orjson
 
-from tests.auth.conftest import bearer
+from tests.helpers import bearer
 
 
 async def refresh(auth_client, token: str):  # type: ignore[no-untyped-def]
@@ -59,9 +59,9 @@ async def test_logout_revokes_both_tokens(auth_client, register):
 
 async def test_logout_leaves_other_sessions_alone(auth_client, register):
     user = await register()
-    other = await (await auth_client.post(
-        "/auth/login", json={"username": user["user"]["username"], "password": user["password"]}
-    )).json()
+    other = await (
+        await auth_client.post("/auth/login", json={"username": user["user"]["username"], "password": user["password"]})
+    ).json()
     await auth_client.post("/auth/logout", headers=bearer(user["access_token"]))
     assert await me_status(auth_client, other["access_token"]) == 200
 
@@ -71,12 +71,14 @@ async def test_changing_the_password_revokes_the_other_sessions_only(auth_client
     name = user["user"]["username"]
     other = await (await auth_client.post("/auth/login", json={"username": name, "password": user["password"]})).json()
     wrong = await auth_client.post(
-        "/users/me/password", json={"current_password": "not it at all", "new_password": "brand new pass"},
+        "/users/me/password",
+        json={"current_password": "not it at all", "new_password": "brand new pass"},
         headers=bearer(user["access_token"]),
     )
     assert wrong.status == 400
     response = await auth_client.post(
-        "/users/me/password", json={"current_password": user["password"], "new_password": "brand new pass"},
+        "/users/me/password",
+        json={"current_password": user["password"], "new_password": "brand new pass"},
         headers=bearer(user["access_token"]),
     )
     assert response.status == 204
@@ -94,8 +96,17 @@ def _b64(data: dict) -> str:  # type: ignore[type-arg]
 
 def _claims(user: dict, **overrides: object) -> dict:  # type: ignore[type-arg]
     now = int(time.time())
-    claims = {"iss": "taskswarm", "sub": user["user"]["id"], "sid": str(uuid.uuid4()), "jti": str(uuid.uuid4()),
-              "typ": "access", "role": "superadmin", "username": "x", "iat": now, "exp": now + 600}
+    claims = {
+        "iss": "taskswarm",
+        "sub": user["user"]["id"],
+        "sid": str(uuid.uuid4()),
+        "jti": str(uuid.uuid4()),
+        "typ": "access",
+        "role": "superadmin",
+        "username": "x",
+        "iat": now,
+        "exp": now + 600,
+    }
     claims.update(overrides)
     return claims
 
