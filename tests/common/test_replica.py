@@ -1,0 +1,62 @@
+"""Version-guarded replica writes: the newest version wins whatever the order, duplicates change nothing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from common.db import connect
+from common.events import Event
+from common.replica import replicate_user, upsert_if_newer
+from tests.helpers import user_record
+
+
+@pytest.fixture
+async def conn(database_url):  # type: ignore[no-untyped-def]
+    connection = await connect(database_url)
+    await connection.execute(
+        "CREATE TABLE things (id uuid PRIMARY KEY, name text, version bigint NOT NULL);"
+        "CREATE TABLE pairs (a text, b text, role text, version bigint NOT NULL, PRIMARY KEY (a, b));"
+        "CREATE TABLE users (id uuid PRIMARY KEY, username text, email text, full_name text, role text,"
+        " version bigint NOT NULL, created_at timestamptz, updated_at timestamptz)"
+    )
+    yield connection
+    await connection.close()
+
+
+THING = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([1, 2, 3])))
+async def test_the_highest_version_wins_in_any_order_and_with_duplicates(conn, order):
+    for version in order + order:
+        await upsert_if_newer(conn, "things", {"id": THING, "name": f"v{version}", "version": version})
+    assert tuple(await conn.fetchrow("SELECT name, version FROM things")) == ("v3", 3)
+
+
+async def test_it_reports_whether_it_wrote(conn):
+    assert await upsert_if_newer(conn, "things", {"id": THING, "name": "a", "version": 2}) is True
+    assert await upsert_if_newer(conn, "things", {"id": THING, "name": "b", "version": 2}) is False
+    assert await upsert_if_newer(conn, "things", {"id": THING, "name": "c", "version": 1}) is False
+    assert await upsert_if_newer(conn, "things", {"id": THING, "name": "d", "version": 3}) is True
+    assert await conn.fetchval("SELECT name FROM things") == "d"
+
+
+async def test_a_composite_key_keeps_rows_apart(conn):
+    await upsert_if_newer(conn, "pairs", {"a": "p", "b": "u1", "role": "member", "version": 1}, key=("a", "b"))
+    await upsert_if_newer(conn, "pairs", {"a": "p", "b": "u2", "role": "owner", "version": 1}, key=("a", "b"))
+    await upsert_if_newer(conn, "pairs", {"a": "p", "b": "u1", "role": "gone", "version": 2}, key=("a", "b"))
+    assert [tuple(r) for r in await conn.fetch("SELECT b, role FROM pairs ORDER BY b")] == [
+        ("u1", "gone"),
+        ("u2", "owner"),
+    ]
+
+
+async def test_the_user_replica_ends_at_the_latest_user_even_when_the_update_comes_first(conn):
+    created = user_record("ada")
+    updated = {**created, "email": "ada@new.example.com", "version": 2}
+    for event_type, user in (("updateUser", updated), ("newUser", created), ("updateUser", updated)):
+        await replicate_user(Event.new(event_type, user, producer="auth_svc"), conn)
+    row = await conn.fetchrow("SELECT id, username, email, version FROM users")
+    assert tuple(row) == (created["id"], "ada", "ada@new.example.com", 2)
