@@ -1,0 +1,27 @@
+"""project_svc composition root: the application, its resources and background loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from common.runtime import consumer_context, database_context, outbox_context, redis_context, runtime_of
+from common.settings import Settings
+from common.web import create_app as create_base_app
+from project_svc.api import PROJECT_SERVICE, add_routes
+from project_svc.consumers import HANDLERS
+from project_svc.service import ProjectService
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = create_base_app(settings)
+    app[PROJECT_SERVICE] = ProjectService(runtime_of(app))
+    app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(database_context(MIGRATIONS))
+    app.cleanup_ctx.append(outbox_context)
+    app.cleanup_ctx.append(consumer_context(HANDLERS))
+    add_routes(app)
+    return app
