@@ -1,0 +1,27 @@
+"""comment_svc composition root: the application, its resources, its outbox relay and its consumers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from comment_svc.api import COMMENT_SERVICE, add_routes
+from comment_svc.consumers import HANDLERS
+from comment_svc.service import CommentService
+from common.runtime import consumer_context, database_context, outbox_context, redis_context, runtime_of
+from common.settings import Settings
+from common.web import create_app as create_base_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = create_base_app(settings)
+    app[COMMENT_SERVICE] = CommentService(runtime_of(app))
+    app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(database_context(MIGRATIONS))
+    app.cleanup_ctx.append(outbox_context)
+    app.cleanup_ctx.append(consumer_context(HANDLERS))
+    add_routes(app)
+    return app

@@ -1,0 +1,176 @@
+"""comment_svc use cases: write, read, edit and delete comments. Rules and events are decided here.
+
+Everything is decided from this service's own replicas (users, projects, members, cards), never by
+asking another service. Whoever is not an active member of a live project gets 404 for anything in it,
+whether or not it exists (never 403: that would confirm it exists).
+
+Every change and its events commit in one transaction (the outbox). A comment insert or delete also
+moves its card's `total_comments` with its own counter `total_comments_version`, under the card row's
+lock, so the count each event carries is exact and project_svc can order counts by that counter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from comment_svc import store
+from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, CommentSchema
+from common.errors import Forbidden, NotFound, ValidationFailed
+from common.events import Event
+from common.notices import notice
+from common.outbox import enqueue
+from common.runtime import Runtime
+from common.tokens import Principal
+from common.validation import decode_cursor, encode_cursor
+
+log = structlog.get_logger("comment")
+
+PRODUCER = "comment_svc"
+CARD_NOT_FOUND = "card not found"
+COMMENT_NOT_FOUND = "comment not found"
+
+_comment_view = CommentSchema()
+_comment_event = CommentEventSchema()
+_comment_deleted_event = CommentDeletedEventSchema()
+
+
+def comment_view(comment: dict[str, Any]) -> dict[str, Any]:
+    return _comment_view.dump(comment)
+
+
+def _valid_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _counts(card: dict[str, Any]) -> dict[str, int]:
+    return {"total_comments": card["total_comments"], "total_comments_version": card["total_comments_version"]}
+
+
+def comment_event(event_type: str, comment: dict[str, Any], counts: dict[str, int], actor_id: str) -> Event:
+    return Event.new(event_type, _comment_event.dump({**comment, **counts}), producer=PRODUCER, actor_id=actor_id)
+
+
+def comment_deleted_event(comment: dict[str, Any], counts: dict[str, int], actor_id: str) -> Event:
+    # The delete carries the highest version the comment ever has, so no late update outranks it.
+    data = _comment_deleted_event.dump({**comment, "version": comment["version"] + 1, **counts})
+    return Event.new("deleteComment", data, producer=PRODUCER, actor_id=actor_id)
+
+
+def encode_position(comment: dict[str, Any]) -> str:
+    return encode_cursor({"created_at": comment["created_at"].isoformat(), "id": comment["id"]})
+
+
+def decode_position(cursor: str) -> tuple[datetime, str]:
+    position = decode_cursor(cursor, ("created_at", "id"))
+    try:
+        created_at = datetime.fromisoformat(position["created_at"])
+        comment_id = str(uuid.UUID(position["id"]))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
+    if created_at.tzinfo is None:
+        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
+    return created_at, comment_id
+
+
+class CommentService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    async def create(self, caller: Principal, card_id: str, body: str) -> dict[str, Any]:
+        if not _valid_uuid(card_id):
+            raise NotFound(CARD_NOT_FOUND)
+        comment_id = str(uuid.uuid4())
+        async with self._rt.db().acquire() as conn, conn.transaction():
+            # Locks the card row until commit: concurrent comments on it are counted one at a time.
+            card = await store.count_comment(conn, card_id, +1, member_id=caller.user_id)
+            if card is None:
+                raise NotFound(CARD_NOT_FOUND)
+            project_id = card["project_id"]
+            earlier = await store.commenters(conn, card_id)
+            comment = await store.insert_comment(conn, comment_id, card_id, project_id, caller.user_id, body)
+            candidates = [card["created_by"], card["assignee_id"], *earlier]
+            members = await store.active_members_among(conn, project_id, candidates)
+            events = [comment_event("newComment", comment, _counts(card), caller.user_id)]
+            actor = {"id": caller.user_id, "username": comment["username"] or caller.username}
+            notif = notice(
+                "comment_created",
+                recipients=[user_id for user_id in candidates if user_id in members],
+                actor=actor,
+                message=f'{actor["username"]} commented on "{card["title"]}"',
+                producer=PRODUCER,
+                project_id=project_id,
+                card_id=card_id,
+                comment_id=comment_id,
+            )
+            if notif is not None:
+                events.append(notif)
+            await enqueue(conn, events)
+        log.info("comment.created", comment_id=comment_id, card_id=card_id, project_id=project_id)
+        return comment
+
+    async def list_for_card(
+        self, caller: Principal, card_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        after = decode_position(cursor) if cursor is not None else None
+        if not _valid_uuid(card_id):
+            raise NotFound(CARD_NOT_FOUND)
+        async with self._rt.db().acquire() as conn:
+            if await store.visible_card(conn, card_id, caller.user_id) is None:
+                raise NotFound(CARD_NOT_FOUND)
+            rows = await store.list_comments(conn, card_id, limit + 1, after)
+        page = rows[:limit]
+        next_cursor = encode_position(page[-1]) if len(rows) > limit else None
+        return page, next_cursor
+
+    async def get(self, caller: Principal, comment_id: str) -> dict[str, Any]:
+        if not _valid_uuid(comment_id):
+            raise NotFound(COMMENT_NOT_FOUND)
+        async with self._rt.db().acquire() as conn:
+            comment = await store.visible_comment(conn, comment_id, caller.user_id)
+        if comment is None:
+            raise NotFound(COMMENT_NOT_FOUND)
+        return comment
+
+    async def update(self, caller: Principal, comment_id: str, body: str) -> dict[str, Any]:
+        if not _valid_uuid(comment_id):
+            raise NotFound(COMMENT_NOT_FOUND)
+        async with self._rt.db().acquire() as conn, conn.transaction():
+            comment = await store.visible_comment(conn, comment_id, caller.user_id, for_update=True)
+            if comment is None:
+                raise NotFound(COMMENT_NOT_FOUND)
+            if comment["author_id"] != caller.user_id:
+                raise Forbidden("only its author may edit a comment")
+            if comment["body"] == body:
+                return comment  # nothing changed: no new version, no event
+            updated = await store.update_comment_body(conn, comment_id, body)
+            # The count is unchanged; it travels with its own counter, so a stale pair is harmless.
+            counts = await store.card_counts(conn, comment["card_id"])
+            await enqueue(conn, [comment_event("updateComment", updated, counts, caller.user_id)])
+        log.info("comment.updated", comment_id=comment_id, version=updated["version"])
+        return updated
+
+    async def delete(self, caller: Principal, comment_id: str) -> None:
+        if not _valid_uuid(comment_id):
+            raise NotFound(COMMENT_NOT_FOUND)
+        async with self._rt.db().acquire() as conn, conn.transaction():
+            comment = await store.visible_comment(conn, comment_id, caller.user_id)
+            if comment is None:
+                raise NotFound(COMMENT_NOT_FOUND)
+            if caller.user_id not in (comment["author_id"], comment["owner_id"]):
+                raise Forbidden("only its author or the project owner may delete a comment")
+            card = await store.count_comment(conn, comment["card_id"], -1)
+            deleted = await store.delete_comment(conn, comment_id) if card is not None else None
+            if card is None or deleted is None:
+                # The card went, or a concurrent delete of this comment committed while we waited for
+                # the card's lock: raising rolls our decrement back, so the count stays exact.
+                raise NotFound(COMMENT_NOT_FOUND)
+            await enqueue(conn, [comment_deleted_event(deleted, _counts(card), caller.user_id)])
+        log.info("comment.deleted", comment_id=comment_id, card_id=comment["card_id"])

@@ -1,0 +1,237 @@
+"""comment_svc's SQL: comments, and the replicas (projects, members, cards) they are decided from.
+
+Every function takes the connection of the caller's transaction; nothing here decides rules, but the
+"who may see what" joins live here because they are one query each:
+a card is visible to a user when it is not deleted, its project is not tombstoned and the user is an
+active member of that project; a comment is visible when its card is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from common.replica import upsert_if_newer
+
+Record = dict[str, Any]
+
+COMMENT_COLUMNS = "c.id, c.card_id, c.project_id, c.author_id, c.body, c.version, c.created_at, c.updated_at"
+CARD_COUNT_COLUMNS = "id, project_id, title, created_by, assignee_id, total_comments, total_comments_version"
+
+# A user may act on a card only while an active member of a live project.
+_MEMBER_OF_LIVE_PROJECT = """
+    EXISTS (SELECT 1 FROM members m WHERE m.project_id = {project} AND m.user_id = {user} AND m.active)
+    AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = {project} AND p.deleted)
+"""
+
+
+def _row(record: asyncpg.Record | None) -> Record | None:
+    return dict(record) if record is not None else None
+
+
+# -- replicas ---------------------------------------------------------------------------------------
+
+
+async def lock_project(conn: asyncpg.Connection, project_id: str, *, exclusive: bool) -> None:
+    """Serialise deleteProject (exclusive) against the member/card events of that project (shared).
+
+    Without it, two consumer replicas could apply deleteProject and an addMember/newCard of the same
+    project side by side: the delete would not see the uncommitted row and leave it alive for good.
+    The lock is transaction-scoped (held until the worker's batch commits); a hash collision between
+    two projects only costs some waiting.
+    """
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(f"SELECT {function}(hashtextextended($1::text, 0))", project_id)
+
+
+async def project_tombstoned(conn: asyncpg.Connection, project_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT deleted FROM projects WHERE id = $1", project_id))
+
+
+async def upsert_project(conn: asyncpg.Connection, project: Record) -> bool:
+    # `deleted` is not among the columns written, so an update never lifts a tombstone.
+    return await upsert_if_newer(conn, "projects", project)
+
+
+async def tombstone_project(conn: asyncpg.Connection, project_id: str, owner_id: str | None, version: int) -> None:
+    await upsert_if_newer(conn, "projects", {"id": project_id, "owner_id": owner_id, "version": version})
+    # Unconditional: whatever version the row holds, a deleted project stays deleted.
+    await conn.execute("UPDATE projects SET deleted = true WHERE id = $1", project_id)
+
+
+async def drop_project_contents(conn: asyncpg.Connection, project_id: str) -> dict[str, int]:
+    """Forget a deleted project's members, hide its cards, delete its comments; return what went."""
+    members = await conn.fetchval(
+        "WITH gone AS (DELETE FROM members WHERE project_id = $1 RETURNING 1) SELECT count(*) FROM gone", project_id
+    )
+    # The cards' row locks also wait for any comment being written on them right now, so the comment
+    # delete below (a later statement, a fresh snapshot) sees that comment too.
+    cards = await conn.fetchval(
+        "WITH hidden AS (UPDATE cards SET deleted = true WHERE project_id = $1 AND NOT deleted RETURNING 1) "
+        "SELECT count(*) FROM hidden",
+        project_id,
+    )
+    comments = await conn.fetchval(
+        "WITH gone AS (DELETE FROM comments WHERE project_id = $1 RETURNING 1) SELECT count(*) FROM gone", project_id
+    )
+    return {"members": members, "cards": cards, "comments": comments}
+
+
+async def upsert_member(conn: asyncpg.Connection, membership: Record) -> bool:
+    return await upsert_if_newer(conn, "members", membership, key=("project_id", "user_id"))
+
+
+async def upsert_card(conn: asyncpg.Connection, card: Record) -> bool:
+    # Only the card's own columns: `deleted` (sticky tombstone) and the comment count (ours) are untouched.
+    return await upsert_if_newer(conn, "cards", card)
+
+
+async def tombstone_card(conn: asyncpg.Connection, card_id: str, project_id: str, version: int) -> int:
+    """Mark a card deleted for good and delete its comments; return how many comments went."""
+    await upsert_if_newer(conn, "cards", {"id": card_id, "project_id": project_id, "version": version})
+    # Taking the row lock here also waits for a comment being written on the card right now.
+    await conn.execute("UPDATE cards SET deleted = true WHERE id = $1", card_id)
+    return await conn.fetchval(
+        "WITH gone AS (DELETE FROM comments WHERE card_id = $1 RETURNING 1) SELECT count(*) FROM gone", card_id
+    )
+
+
+# -- cards, as requests see them --------------------------------------------------------------------
+
+
+async def visible_card(conn: asyncpg.Connection, card_id: str, user_id: str) -> Record | None:
+    condition = _MEMBER_OF_LIVE_PROJECT.format(project="k.project_id", user="$2")
+    return _row(
+        await conn.fetchrow(
+            f"SELECT {CARD_COUNT_COLUMNS} FROM cards k WHERE k.id = $1 AND NOT k.deleted AND {condition}",
+            card_id,
+            user_id,
+        )
+    )
+
+
+async def count_comment(
+    conn: asyncpg.Connection, card_id: str, delta: int, *, member_id: str | None = None
+) -> Record | None:
+    """Add `delta` to a live card's comment count and bump its counter; None if the card is not there.
+
+    The row lock taken here is held until the caller's transaction ends: concurrent comments on one
+    card therefore commit one after another, each publishing the exact count it produced. With
+    `member_id`, the card also counts as not there unless that user is an active member.
+    """
+    condition, extra = "", []
+    if member_id is not None:
+        condition, extra = " AND " + _MEMBER_OF_LIVE_PROJECT.format(project="k.project_id", user="$3"), [member_id]
+    return _row(
+        await conn.fetchrow(
+            "UPDATE cards k SET total_comments = k.total_comments + $2, "
+            "total_comments_version = k.total_comments_version + 1 "
+            f"WHERE k.id = $1 AND NOT k.deleted{condition} RETURNING {CARD_COUNT_COLUMNS}",
+            card_id,
+            delta,
+            *extra,
+        )
+    )
+
+
+async def card_counts(conn: asyncpg.Connection, card_id: str) -> Record:
+    row = await conn.fetchrow("SELECT total_comments, total_comments_version FROM cards WHERE id = $1", card_id)
+    return dict(row)
+
+
+async def commenters(conn: asyncpg.Connection, card_id: str) -> list[str]:
+    """Everyone who has commented on the card, earliest first."""
+    rows = await conn.fetch(
+        "SELECT author_id FROM comments WHERE card_id = $1 GROUP BY author_id ORDER BY min(created_at), author_id",
+        card_id,
+    )
+    return [r["author_id"] for r in rows]
+
+
+async def active_members_among(conn: asyncpg.Connection, project_id: str, user_ids: Iterable[str | None]) -> set[str]:
+    candidates = sorted({u for u in user_ids if u is not None})
+    rows = await conn.fetch(
+        "SELECT user_id FROM members WHERE project_id = $1 AND active AND user_id = ANY($2::uuid[])",
+        project_id,
+        candidates,
+    )
+    return {r["user_id"] for r in rows}
+
+
+async def username_of(conn: asyncpg.Connection, user_id: str) -> str | None:
+    return await conn.fetchval("SELECT username FROM users WHERE id = $1", user_id)
+
+
+# -- comments ---------------------------------------------------------------------------------------
+
+
+async def insert_comment(
+    conn: asyncpg.Connection, comment_id: str, card_id: str, project_id: str, author_id: str, body: str
+) -> Record:
+    row = await conn.fetchrow(
+        "INSERT INTO comments AS c (id, card_id, project_id, author_id, body) VALUES ($1, $2, $3, $4, $5) "
+        f"RETURNING {COMMENT_COLUMNS}, (SELECT username FROM users WHERE id = $4) AS username",
+        comment_id,
+        card_id,
+        project_id,
+        author_id,
+        body,
+    )
+    return dict(row)
+
+
+async def visible_comment(
+    conn: asyncpg.Connection, comment_id: str, user_id: str, *, for_update: bool = False
+) -> Record | None:
+    """The comment with its author's username and its project's owner, if `user_id` may see it."""
+    condition = _MEMBER_OF_LIVE_PROJECT.format(project="c.project_id", user="$2")
+    lock = " FOR UPDATE OF c" if for_update else ""
+    return _row(
+        await conn.fetchrow(
+            f"SELECT {COMMENT_COLUMNS}, u.username, p.owner_id FROM comments c "
+            "JOIN cards k ON k.id = c.card_id AND NOT k.deleted "
+            "LEFT JOIN projects p ON p.id = c.project_id "
+            "LEFT JOIN users u ON u.id = c.author_id "
+            f"WHERE c.id = $1 AND {condition}{lock}",
+            comment_id,
+            user_id,
+        )
+    )
+
+
+async def list_comments(
+    conn: asyncpg.Connection, card_id: str, limit: int, after: tuple[datetime, str] | None
+) -> list[Record]:
+    """A card's comments oldest first, from just after the keyset position `after` (served by comments_feed)."""
+    select = (
+        f"SELECT {COMMENT_COLUMNS}, u.username FROM comments c LEFT JOIN users u ON u.id = c.author_id "
+        "WHERE c.card_id = $1"
+    )
+    order = " ORDER BY c.created_at, c.id LIMIT $2"
+    if after is None:
+        rows = await conn.fetch(select + order, card_id, limit)
+    else:
+        rows = await conn.fetch(
+            select + " AND (c.created_at, c.id) > ($3, $4::uuid)" + order, card_id, limit, after[0], after[1]
+        )
+    return [dict(r) for r in rows]
+
+
+async def update_comment_body(conn: asyncpg.Connection, comment_id: str, body: str) -> Record:
+    row = await conn.fetchrow(
+        "UPDATE comments AS c SET body = $2, version = c.version + 1, updated_at = now() WHERE c.id = $1 "
+        f"RETURNING {COMMENT_COLUMNS}, (SELECT username FROM users WHERE id = c.author_id) AS username",
+        comment_id,
+        body,
+    )
+    return dict(row)
+
+
+async def delete_comment(conn: asyncpg.Connection, comment_id: str) -> Record | None:
+    """Delete a comment; None if it was already gone (a concurrent delete won)."""
+    return _row(
+        await conn.fetchrow(f"DELETE FROM comments AS c WHERE c.id = $1 RETURNING {COMMENT_COLUMNS}", comment_id)
+    )
