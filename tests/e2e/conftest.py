@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
+import redis
 
 from common.embedded import free_port
 from common.supervisor import Swarm, SwarmConfig
 
 
-@pytest.fixture(scope="module")
-def system(servers, tmp_path_factory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def running_system(servers, data_dir: Path, replicas: Mapping[str, int] | None = None) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
+    """Every service and the gateway, each a separate process, with fresh databases and empty streams."""
+    # Streams left by an earlier module would be consumed from id 0 by this system's new groups.
+    with redis.Redis.from_url(servers.redis.url) as client:
+        client.flushall()
     config = SwarmConfig(
-        data_dir=tmp_path_factory.mktemp("swarm"),
+        data_dir=data_dir,
         gateway_port=free_port(),
+        replicas=dict(replicas or {}),
         redis_url=servers.redis.url,
         postgres_url=servers.postgres.url(),
         keys_dir=servers.keys_dir,
@@ -29,3 +37,9 @@ def system(servers, tmp_path_factory) -> Iterator[Swarm]:  # type: ignore[no-unt
         yield swarm
     finally:
         swarm.stop()
+
+
+@pytest.fixture(scope="module")
+def system(servers, tmp_path_factory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
+    with running_system(servers, tmp_path_factory.mktemp("swarm")) as swarm:
+        yield swarm

@@ -1,0 +1,210 @@
+"""project_svc ⇄ comment_svc, both running for real (HTTP, outbox relay, consumer worker) on their own
+databases and one Redis: after a mixed workload every replica equals its source, and it still does
+when the very events they published are replayed shuffled and twice into an empty replica."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from comment_svc.app import MIGRATIONS as COMMENT_MIGRATIONS
+from comment_svc.app import create_app as create_comment_app
+from comment_svc.consumers import HANDLERS as COMMENT_HANDLERS
+from common.db import COMMON_MIGRATIONS, connect, migrate
+from common.events import Event
+from common.runtime import runtime_of
+from project_svc.app import create_app as create_project_app
+from project_svc.consumers import HANDLERS as PROJECT_HANDLERS
+from tests.helpers import access_token, bearer, eventually, publish, user_record
+
+# What comment_svc keeps of project_svc's entities, as comparable rows: (query on the source, on the replica).
+PROJECTS = (
+    "SELECT id, title, owner_id, version FROM projects ORDER BY id",
+    "SELECT id, title, owner_id, version FROM projects WHERE NOT deleted ORDER BY id",
+)
+MEMBERS = (
+    "SELECT project_id, user_id, role, version FROM members WHERE active ORDER BY project_id, user_id",
+    "SELECT project_id, user_id, role, version FROM members WHERE active ORDER BY project_id, user_id",
+)
+CARDS = (
+    "SELECT id, project_id, title, status, created_by, assignee_id, version FROM cards ORDER BY id",
+    "SELECT id, project_id, title, status, created_by, assignee_id, version FROM cards WHERE NOT deleted ORDER BY id",
+)
+PROJECT_EVENT_TYPES = (
+    "newProject",
+    "updateProject",
+    "deleteProject",
+    "addMember",
+    "removeMember",
+    "newCard",
+    "updateCard",
+    "changeCardStatus",
+    "deleteCard",
+)
+COMMENT_EVENT_TYPES = ("newComment", "updateComment", "deleteComment")
+
+
+class Pair:
+    """The two services under test and a way to call them as a given user."""
+
+    def __init__(self, projects: TestClient, comments: TestClient, keys_dir: Any) -> None:
+        self.projects = projects
+        self.comments = comments
+        self.keys_dir = keys_dir
+
+    async def call(self, client: TestClient, who: dict, method: str, path: str, json: Any = None) -> Any:
+        response = await client.request(method, path, json=json, headers=bearer(access_token(self.keys_dir, who)))
+        assert response.status < 300, f"{method} {path} → {response.status} {await response.text()}"
+        return await response.json() if response.status != 204 else None
+
+    def pool(self, client: TestClient) -> asyncpg.Pool:
+        return runtime_of(client.server.app).db()
+
+
+@pytest.fixture
+async def pair(servers, make_settings, make_database, redis) -> AsyncIterator[Pair]:  # type: ignore[no-untyped-def]
+    project_app = create_project_app(make_settings(service_name="project_svc", database_url=await make_database()))
+    comment_app = create_comment_app(make_settings(service_name="comment_svc", database_url=await make_database()))
+    async with TestClient(TestServer(project_app)) as projects, TestClient(TestServer(comment_app)) as comments:
+        yield Pair(projects, comments, servers.keys_dir)
+
+
+async def rows(pool_or_conn: Any, sql: str) -> list[tuple]:
+    return [tuple(r) for r in await pool_or_conn.fetch(sql)]
+
+
+async def replica_matches_source(pair: Pair) -> bool:
+    source, replica = pair.pool(pair.projects), pair.pool(pair.comments)
+    for source_sql, replica_sql in (PROJECTS, MEMBERS, CARDS):
+        if await rows(source, source_sql) != await rows(replica, replica_sql):
+            return False
+    return True
+
+
+async def published(redis, types: tuple[str, ...]) -> list[Event]:  # type: ignore[no-untyped-def]
+    events = []
+    for event_type in types:
+        events += [Event.from_fields(fields) for _, fields in await redis.xrange(f"events:{event_type}")]
+    return events
+
+
+async def workload(pair: Pair, redis) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Projects, members, cards, updates, status changes, kicks, re-adds and deletes, from four users."""
+    users = [user_record(f"user{i}") for i in range(4)]
+    await publish(redis, *(Event.new("newUser", u, producer="auth_svc") for u in users))
+    owner, ann, ben, cid = users
+
+    async def replicated() -> bool:
+        return await pair.pool(pair.projects).fetchval("SELECT count(*) FROM users") == len(users)
+
+    await eventually(replicated, what="users replicated into project_svc")
+    call, P = pair.call, pair.projects
+    apollo = await call(P, owner, "POST", "/projects", {"title": "Apollo"})
+    gemini = await call(P, owner, "POST", "/projects", {"title": "Gemini"})
+    doomed = await call(P, owner, "POST", "/projects", {"title": "Doomed"})
+    for project, members in ((apollo, (ann, ben)), (gemini, (ann, cid)), (doomed, (ben,))):
+        for member in members:
+            await call(P, owner, "POST", f"/projects/{project['id']}/members", {"user_id": member["id"]})
+    cards = []
+    for i, (project, creator, assignee) in enumerate(
+        [
+            (apollo, owner, ann),
+            (apollo, ann, ben),
+            (apollo, ben, None),
+            (gemini, cid, ann),
+            (gemini, owner, cid),
+            (doomed, ben, ben),
+            (doomed, owner, None),
+        ]
+    ):
+        body = {"title": f"card {i}", "assignee_id": assignee["id"] if assignee else None}
+        cards.append(await call(P, creator, "POST", f"/projects/{project['id']}/cards", body))
+    await call(P, ann, "PATCH", f"/cards/{cards[0]['id']}", {"status": "in_progress", "title": "card 0 started"})
+    await call(P, ben, "PATCH", f"/cards/{cards[0]['id']}", {"status": "review"})
+    await call(P, cid, "PATCH", f"/cards/{cards[3]['id']}", {"status": "done", "assignee_id": cid["id"]})
+    await call(P, owner, "DELETE", f"/cards/{cards[4]['id']}")
+    await call(P, ann, "PATCH", f"/cards/{cards[1]['id']}", {"priority": "urgent"})
+    await call(P, owner, "DELETE", f"/projects/{apollo['id']}/members/{ben['id']}")  # unassigns card 1
+    await call(P, owner, "POST", f"/projects/{apollo['id']}/members", {"user_id": ben["id"]})
+    await call(P, owner, "DELETE", f"/projects/{gemini['id']}/members/{cid['id']}")
+    await call(P, owner, "PATCH", f"/projects/{gemini['id']}", {"title": "Gemini II"})
+    await call(P, owner, "DELETE", f"/projects/{doomed['id']}")
+    return users
+
+
+async def test_comment_svc_replicas_equal_project_svc_after_a_mixed_workload(pair, redis):
+    await workload(pair, redis)
+    await eventually(lambda: replica_matches_source(pair), timeout=10, what="comment_svc replicas equal the source")
+    # The comparison is not vacuous: there is something on both sides.
+    assert len(await rows(pair.pool(pair.comments), CARDS[1])) == 4
+    assert len(await rows(pair.pool(pair.comments), MEMBERS[1])) == 5
+
+
+async def test_replaying_every_event_shuffled_and_twice_into_an_empty_replica_gives_the_same_state(
+    pair, redis, make_database
+):
+    await workload(pair, redis)
+    await eventually(lambda: replica_matches_source(pair), timeout=10, what="live replicas caught up")
+    events = await published(redis, PROJECT_EVENT_TYPES)
+    expected = [await rows(pair.pool(pair.projects), source_sql) for source_sql, _ in (PROJECTS, MEMBERS, CARDS)]
+
+    for seed in range(5):
+        shuffled = events * 2
+        random.Random(seed).shuffle(shuffled)
+        url = await make_database()
+        await migrate(url, [("common", COMMON_MIGRATIONS), ("comment_svc", COMMENT_MIGRATIONS)])
+        conn = await connect(url)
+        try:
+            for event in shuffled:  # straight to the handlers: no inbox to hide a non-idempotent one
+                async with conn.transaction():
+                    await COMMENT_HANDLERS[event.type](event, conn)
+            replayed = [await rows(conn, replica_sql) for _, replica_sql in (PROJECTS, MEMBERS, CARDS)]
+        finally:
+            await conn.close()
+        assert replayed == expected, f"seed {seed}"
+
+
+async def test_total_comments_is_exact_after_concurrent_comments_and_deletions(pair, redis):
+    users = await workload(pair, redis)
+    owner, ann, ben, _ = users
+    await eventually(lambda: replica_matches_source(pair), timeout=10, what="replicas caught up")
+    apollo_cards = await pair.pool(pair.projects).fetch(
+        "SELECT c.id FROM cards c JOIN projects p ON p.id = c.project_id WHERE p.title = 'Apollo' ORDER BY c.id"
+    )
+    card_ids = [r["id"] for r in apollo_cards]
+    C = pair.comments
+
+    async def post(who: dict, card_id: str, n: int) -> dict:
+        return await pair.call(C, who, "POST", f"/cards/{card_id}/comments", {"body": f"note {n}"})
+
+    writers = (owner, ann, ben)
+    created = await asyncio.gather(*(post(w, card_ids[n % len(card_ids)], n) for n in range(12) for w in writers))
+    doomed = created[::3]
+    await asyncio.gather(*(pair.call(C, owner, "DELETE", f"/comments/{c['id']}") for c in doomed))
+
+    real = "SELECT card_id, count(*) FROM comments GROUP BY card_id ORDER BY card_id"
+    counted = "SELECT id, total_comments FROM cards WHERE total_comments > 0 ORDER BY id"
+
+    async def exact() -> bool:
+        return await rows(pair.pool(pair.comments), real) == await rows(pair.pool(pair.projects), counted)
+
+    await eventually(exact, timeout=10, what="project_svc total_comments equal to comment_svc's real counts")
+    assert sum(n for _, n in await rows(pair.pool(pair.comments), real)) == len(created) - len(doomed)
+
+    # And the counts converge from the comment events alone, in any order, each applied twice.
+    events = await published(redis, COMMENT_EVENT_TYPES)
+    for seed in range(3):
+        shuffled = events * 2
+        random.Random(seed).shuffle(shuffled)
+        async with pair.pool(pair.projects).acquire() as conn:
+            await conn.execute("UPDATE cards SET total_comments = 0, total_comments_version = 0")
+            for event in shuffled:
+                async with conn.transaction():
+                    await PROJECT_HANDLERS[event.type](event, conn)
+        assert await exact(), f"seed {seed}"
