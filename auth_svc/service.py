@@ -23,6 +23,7 @@ from common.notices import notice
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
+from common.validation import is_uuid
 
 log = structlog.get_logger("auth")
 
@@ -68,14 +69,6 @@ def registration_notice(user: dict[str, Any]) -> Event:
     return event
 
 
-def _valid_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 class AuthService:
     def __init__(self, runtime: Runtime, issuer: TokenIssuer, hasher: PasswordHasher) -> None:
         self._rt = runtime
@@ -104,7 +97,7 @@ class AuthService:
         return user, self._issuer.pair(user, session_id, refresh_jti)
 
     async def get_user(self, user_id: str) -> dict:
-        if not _valid_uuid(user_id):
+        if not is_uuid(user_id):
             raise NotFound("user not found")
         async with self._rt.db().acquire() as conn:
             user = await store.get_user(conn, user_id)
@@ -131,7 +124,7 @@ class AuthService:
 
     async def change_role(self, caller: Principal, target_id: str, role: str) -> dict:
         """Admins change roles; granting or removing admin/superadmin takes a superadmin."""
-        if not _valid_uuid(target_id):
+        if not is_uuid(target_id):
             raise NotFound("user not found")
         if target_id == caller.user_id:
             raise Forbidden("you cannot change your own role")

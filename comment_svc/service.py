@@ -12,20 +12,19 @@ lock, so the count each event carries is exact and project_svc can order counts 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import structlog
 
 from comment_svc import store
 from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, CommentSchema
-from common.errors import Forbidden, NotFound, ValidationFailed
+from common.errors import Forbidden, NotFound
 from common.events import Event
 from common.notices import notice
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import Principal
-from common.validation import decode_cursor, encode_cursor
+from common.validation import decode_keyset, encode_keyset, is_uuid
 
 log = structlog.get_logger("comment")
 
@@ -42,14 +41,6 @@ def comment_view(comment: dict[str, Any]) -> dict[str, Any]:
     return _comment_view.dump(comment)
 
 
-def _valid_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _counts(card: dict[str, Any]) -> dict[str, int]:
     return {"total_comments": card["total_comments"], "total_comments_version": card["total_comments_version"]}
 
@@ -64,28 +55,12 @@ def comment_deleted_event(comment: dict[str, Any], counts: dict[str, int], actor
     return Event.new("deleteComment", data, producer=PRODUCER, actor_id=actor_id)
 
 
-def encode_position(comment: dict[str, Any]) -> str:
-    return encode_cursor({"created_at": comment["created_at"].isoformat(), "id": comment["id"]})
-
-
-def decode_position(cursor: str) -> tuple[datetime, str]:
-    position = decode_cursor(cursor, ("created_at", "id"))
-    try:
-        created_at = datetime.fromisoformat(position["created_at"])
-        comment_id = str(uuid.UUID(position["id"]))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
-    return created_at, comment_id
-
-
 class CommentService:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
     async def create(self, caller: Principal, card_id: str, body: str) -> dict[str, Any]:
-        if not _valid_uuid(card_id):
+        if not is_uuid(card_id):
             raise NotFound(CARD_NOT_FOUND)
         comment_id = str(uuid.uuid4())
         async with self._rt.db().acquire() as conn, conn.transaction():
@@ -119,19 +94,19 @@ class CommentService:
     async def list_for_card(
         self, caller: Principal, card_id: str, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        after = decode_position(cursor) if cursor is not None else None
-        if not _valid_uuid(card_id):
+        after = decode_keyset(cursor) if cursor is not None else None
+        if not is_uuid(card_id):
             raise NotFound(CARD_NOT_FOUND)
         async with self._rt.db().acquire() as conn:
             if await store.visible_card(conn, card_id, caller.user_id) is None:
                 raise NotFound(CARD_NOT_FOUND)
             rows = await store.list_comments(conn, card_id, limit + 1, after)
         page = rows[:limit]
-        next_cursor = encode_position(page[-1]) if len(rows) > limit else None
+        next_cursor = encode_keyset(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
         return page, next_cursor
 
     async def get(self, caller: Principal, comment_id: str) -> dict[str, Any]:
-        if not _valid_uuid(comment_id):
+        if not is_uuid(comment_id):
             raise NotFound(COMMENT_NOT_FOUND)
         async with self._rt.db().acquire() as conn:
             comment = await store.visible_comment(conn, comment_id, caller.user_id)
@@ -140,7 +115,7 @@ class CommentService:
         return comment
 
     async def update(self, caller: Principal, comment_id: str, body: str) -> dict[str, Any]:
-        if not _valid_uuid(comment_id):
+        if not is_uuid(comment_id):
             raise NotFound(COMMENT_NOT_FOUND)
         async with self._rt.db().acquire() as conn, conn.transaction():
             comment = await store.visible_comment(conn, comment_id, caller.user_id, for_update=True)
@@ -158,7 +133,7 @@ class CommentService:
         return updated
 
     async def delete(self, caller: Principal, comment_id: str) -> None:
-        if not _valid_uuid(comment_id):
+        if not is_uuid(comment_id):
             raise NotFound(COMMENT_NOT_FOUND)
         async with self._rt.db().acquire() as conn, conn.transaction():
             comment = await store.visible_comment(conn, comment_id, caller.user_id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,11 +27,34 @@ def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
     """Validate already-decoded data; raise ValidationFailed with marshmallow's per-field messages."""
     if not isinstance(data, dict):
         raise ValidationFailed(details={"_schema": ["expected a JSON object"]})
+    with_nul = [field for field, value in data.items() if _holds_nul(value)]
+    if with_nul:
+        # PostgreSQL cannot store NUL in text: refuse it here, for every field of every service.
+        raise ValidationFailed(details={str(field): ["must not contain NUL characters"] for field in with_nul})
     try:
         return schema.load(data, partial=partial)
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise ValidationFailed(details=messages) from exc
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def is_uuid(value: str) -> bool:
+    """Whether a path id can name anything; callers answer 404 (not 500) when it cannot."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def read_json(request: web.Request) -> Any:
@@ -77,6 +102,24 @@ def decode_cursor(cursor: str, required_keys: tuple[str, ...]) -> dict[str, Any]
     if not isinstance(position, dict) or any(key not in position for key in required_keys):
         raise ValidationFailed(details={"cursor": ["invalid cursor"]})
     return position
+
+
+def encode_keyset(created_at: datetime, item_id: str) -> str:
+    """The cursor after an item of a feed ordered by (created_at, id), either direction."""
+    return encode_cursor({"created_at": created_at.isoformat(), "id": item_id})
+
+
+def decode_keyset(cursor: str) -> tuple[datetime, str]:
+    """(created_at, id) from `encode_keyset`'s cursor; a cursor that is not one is a 400."""
+    position = decode_cursor(cursor, ("created_at", "id"))
+    try:
+        created_at = datetime.fromisoformat(position["created_at"])
+        item_id = str(uuid.UUID(position["id"]))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
+    if created_at.tzinfo is None:
+        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
+    return created_at, item_id
 
 
 def offset_page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:

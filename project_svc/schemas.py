@@ -25,16 +25,6 @@ def _not_blank(value: str) -> None:
         raise ValidationError("must not be blank")
 
 
-class Text(fields.Str):
-    """A string PostgreSQL can store: it refuses NUL characters, which would otherwise fail as a 500."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text: str = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in text:
-            raise ValidationError("must not contain NUL characters")
-        return text
-
-
 class UtcDateTime(fields.DateTime):
     """An RFC 3339 date-time, normalised to UTC; a time without an offset is taken as UTC."""
 
@@ -51,11 +41,11 @@ class UtcDateTime(fields.DateTime):
 
 
 def _title(required: bool) -> fields.Str:
-    return Text(required=required, validate=[validate.Length(1, MAX_TITLE), _not_blank])
+    return fields.Str(required=required, validate=[validate.Length(1, MAX_TITLE), _not_blank])
 
 
 def _description(**kwargs: Any) -> fields.Str:
-    return Text(validate=validate.Length(max=MAX_DESCRIPTION), **kwargs)
+    return fields.Str(validate=validate.Length(max=MAX_DESCRIPTION), **kwargs)
 
 
 # -- requests ---------------------------------------------------------------------------------------
@@ -76,7 +66,7 @@ class AddMemberRequest(Schema):
 
 
 class ProjectListQuery(OffsetPageQuery):
-    search = Text(load_default=None, validate=validate.Length(max=MAX_TITLE))
+    search = fields.Str(load_default=None, validate=validate.Length(max=MAX_TITLE))
 
 
 class CreateCardRequest(Schema):
@@ -112,7 +102,7 @@ class CardListQuery(CursorPageQuery):
     status = fields.Str(load_default=None, validate=validate.OneOf(STATUSES))
     priority = fields.Str(load_default=None, validate=validate.OneOf(PRIORITIES))
     assignee_id = fields.Str(load_default=None, validate=_assignee_filter)
-    q = Text(load_default=None, validate=validate.Length(max=MAX_TITLE))  # empty: no filter
+    q = fields.Str(load_default=None, validate=validate.Length(max=MAX_TITLE))  # empty: no filter
     due_before = UtcDateTime(load_default=None)
 
 

@@ -11,7 +11,6 @@ interleave with a card write that checked the assignee's membership.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -22,43 +21,21 @@ from common.events import Event
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import Principal
-from common.validation import decode_cursor, encode_cursor
+from common.validation import decode_keyset, encode_keyset, is_uuid
 from project_svc import events, store
 from project_svc.store import LockMode, Record
 
 log = structlog.get_logger("project")
 
-_CURSOR_KEYS = ("created_at", "id")
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
 
 def _check_ids(*ids: str, what: str) -> None:
     """Path ids that are not UUIDs name nothing: 404, like any unknown id (never a 500)."""
-    if not all(_is_uuid(value) for value in ids):
+    if not all(is_uuid(value) for value in ids):
         raise NotFound(f"{what} not found")
 
 
 def _changed(current: Record, wanted: dict[str, Any]) -> dict[str, Any]:
     return {field: value for field, value in wanted.items() if current[field] != value}
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    position = decode_cursor(cursor, _CURSOR_KEYS)
-    try:
-        created_at = datetime.fromisoformat(position["created_at"])
-        card_id = str(uuid.UUID(position["id"]))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
-    return created_at, card_id
 
 
 class ProjectService:
@@ -203,7 +180,7 @@ class ProjectService:
         """Newest first; `project_id` None means every project the caller is an active member of."""
         if project_id is not None:
             _check_ids(project_id, what="project")
-        after = _decode_cursor(query["cursor"]) if query.get("cursor") else None
+        after = decode_keyset(query["cursor"]) if query.get("cursor") else None
         filters = dict(query)
         if filters.get("assignee_id") == "me":
             filters["assignee_id"] = actor.user_id
@@ -217,7 +194,7 @@ class ProjectService:
         if len(cards) <= limit:
             return cards, None
         last = cards[limit - 1]
-        return cards[:limit], encode_cursor({"created_at": last["created_at"].isoformat(), "id": last["id"]})
+        return cards[:limit], encode_keyset(last["created_at"], last["id"])
 
     async def get_card(self, actor: Principal, card_id: str) -> Record:
         _check_ids(card_id, what="card")

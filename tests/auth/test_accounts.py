@@ -139,6 +139,9 @@ async def test_update_me_changes_the_email_and_refuses_a_taken_one(auth_client, 
     assert clash.status == 409
     empty = await auth_client.patch("/users/me", json={}, headers=headers)
     assert empty.status == 400
+    nul = await auth_client.patch("/users/me", json={"full_name": "M\u0000e"}, headers=headers)
+    assert nul.status == 400  # PostgreSQL cannot store it: refused before it gets there
+    assert (await nul.json())["error"]["details"] == {"full_name": ["must not contain NUL characters"]}
 
 
 async def test_users_are_listed_with_search_and_offset_pagination(auth_client, register):

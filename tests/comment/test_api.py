@@ -67,6 +67,7 @@ async def test_invalid_bodies_are_400_with_per_field_details_on_create_and_edit(
         "too long": ({"body": "z" * 10_001}, "body"),
         "missing": ({}, "body"),
         "not a string": ({"body": 42}, "body"),
+        "NUL character": ({"body": "a\u0000b"}, "body"),
         "unknown field": ({"body": "ok", "author_id": owner.id}, "author_id"),
     }
     for method, path in (("POST", f"/cards/{card['id']}/comments"), ("PATCH", f"/comments/{comment['id']}")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -13,9 +14,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from marshmallow import Schema, fields
 
-from common.errors import Conflict
+from common.errors import Conflict, ValidationFailed
 from common.runtime import redis_context
-from common.validation import CursorPageQuery, decode_cursor, encode_cursor, parse_body, parse_query
+from common.validation import (
+    CursorPageQuery,
+    decode_cursor,
+    decode_keyset,
+    encode_cursor,
+    encode_keyset,
+    parse_body,
+    parse_query,
+)
 from common.web import create_app, json_response, public
 
 
@@ -111,6 +120,27 @@ async def test_bad_pagination_is_a_400_never_a_500(client, query):
 
 def test_cursors_round_trip():
     assert decode_cursor(encode_cursor({"after": "x", "n": 1}), ("after",)) == {"after": "x", "n": 1}
+
+
+def test_keyset_cursors_round_trip_and_reject_what_they_did_not_make():
+    created_at, item_id = datetime(2026, 11, 21, 12, 0, tzinfo=UTC), str(uuid.uuid4())
+    assert decode_keyset(encode_keyset(created_at, item_id)) == (created_at, item_id)
+    for forged in (
+        encode_cursor({"created_at": "yesterday", "id": item_id}),
+        encode_cursor({"created_at": "2026-11-21T12:00:00", "id": item_id}),  # no offset: ambiguous
+        encode_cursor({"created_at": created_at.isoformat(), "id": "' OR 1=1 --"}),
+        encode_cursor({"created_at": created_at.isoformat()}),
+    ):
+        with pytest.raises(ValidationFailed):
+            decode_keyset(forged)
+
+
+async def test_nul_characters_anywhere_in_input_are_a_400(client, servers):
+    # PostgreSQL cannot store NUL in text; without this check it would surface as a 500.
+    headers = {"Authorization": f"Bearer {token(servers)}"}
+    response = await client.post("/things", json={"name": "a\u0000b", "size": 1}, headers=headers)
+    assert response.status == 400
+    assert (await error_of(response))["details"] == {"name": ["must not contain NUL characters"]}
 
 
 async def test_bodies_over_the_limit_are_a_413(client, servers):
