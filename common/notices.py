@@ -30,13 +30,15 @@ NOTICE_TYPES = (
 )
 # These confirm the actor's own action, so the actor is (the only) recipient.
 SELF_ADDRESSED = frozenset({"registration", "project_created"})
+# The actor of notices nobody caused (reminders): the system itself, with no user id.
+SYSTEM_ACTOR: dict[str, Any] = {"id": None, "username": "taskswarm"}
 
 
 class ActorSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.Str(required=True)
+    id = fields.Str(required=True, allow_none=True)  # None: SYSTEM_ACTOR
     username = fields.Str(load_default=None, allow_none=True)
 
 
@@ -91,4 +93,4 @@ def notice(
         "comment_id": comment_id,
         "message": message,
     }
-    return Event.new(NOTICE_EVENT, data, producer=producer, actor_id=actor_id)
+    return Event.new(NOTICE_EVENT, data, producer=producer, actor_id=actor_id or "")

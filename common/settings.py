@@ -83,6 +83,16 @@ class Settings:
     outbox_poll_interval_ms: int = 1000
     outbox_batch_size: int = 500
 
+    # notif_svc: notifications go to MongoDB when a mongodb:// URL is set, else to its PostgreSQL database.
+    mongo_url: str = ""
+    mongo_database: str = "taskswarm_notif"
+    notif_poll_interval_s: int = 30  # X-Poll-Interval: how often feed pollers should come back
+    notif_max_wait_s: int = 30  # longest ?wait= long-poll
+
+    # project_svc's due-date reminders (card_due_soon).
+    reminder_interval_s: float = 60.0  # how often open cards are scanned
+    reminder_window_s: int = 24 * 3600  # a card is "due soon" this long before its due date
+
     # Gateway.
     auth_url: tuple[str, ...] = ("http://127.0.0.1:8081",)
     project_url: tuple[str, ...] = ()

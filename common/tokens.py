@@ -26,6 +26,11 @@ ACCESS = "access"
 REFRESH = "refresh"
 
 
+# Revocations are also announced here (one message per session id), so holders of long-lived
+# connections authenticated by a token (WebSockets) can close them at once instead of at expiry.
+REVOCATIONS_CHANNEL = "auth:revocations"
+
+
 def revoked_session_key(session_id: str) -> str:
     return f"auth:revoked-session:{session_id}"
 
@@ -97,13 +102,15 @@ class TokenVerifier:
 
 
 async def deny_sessions(redis: aioredis.Redis, session_ids: Iterable[str], ttl_s: int) -> None:
-    """Put sessions on the deny-list for `ttl_s` seconds (the access-token lifetime)."""
+    """Put sessions on the deny-list for `ttl_s` seconds (the access-token lifetime) and announce them."""
     ids = list(session_ids)
     if not ids:
         return
     async with redis.pipeline(transaction=False) as pipe:
         for sid in ids:
             pipe.set(revoked_session_key(sid), "1", ex=max(ttl_s, 1))
+        for sid in ids:
+            pipe.publish(REVOCATIONS_CHANNEL, sid)
         await pipe.execute()
 
 

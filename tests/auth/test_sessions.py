@@ -9,6 +9,7 @@ import uuid
 import jwt
 import orjson
 
+from common.tokens import REVOCATIONS_CHANNEL
 from tests.helpers import bearer
 
 
@@ -133,3 +134,17 @@ async def test_the_public_key_is_published_as_jwks(auth_client, register):
     key = jwt.PyJWK.from_dict(keys[0])
     claims = jwt.decode(user["access_token"], key.key, algorithms=["EdDSA"], issuer="taskswarm")
     assert claims["sub"] == user["user"]["id"]
+
+
+async def test_revocations_are_announced_for_long_lived_connections(auth_client, register, redis):
+    user = await register()
+    session_id = jwt.decode(user["access_token"], options={"verify_signature": False})["sid"]
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(REVOCATIONS_CHANNEL)
+    try:
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        assert (await auth_client.post("/auth/logout", headers=bearer(user["access_token"]))).status == 204
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+    finally:
+        await pubsub.aclose()
+    assert message is not None and message["data"] == session_id

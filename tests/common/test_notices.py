@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.notices import NoticeSchema, notice
+from common.notices import SYSTEM_ACTOR, NoticeSchema, notice
 
 ACTOR = {"id": "a", "username": "alice"}
 
@@ -49,3 +49,10 @@ def test_the_consumer_schema_reads_what_producers_write():
         "comment_id": None,
         "message": "hi",
     }
+
+
+def test_a_reminder_from_the_system_reaches_everyone_listed():
+    event = notice("card_due_soon", recipients=["b"], actor=SYSTEM_ACTOR, message="due", producer="project_svc")
+    assert event is not None and event.data["recipients"] == ["b"]
+    assert NoticeSchema().load(event.data)["actor"] == {"id": None, "username": "taskswarm"}
+    assert event.actor_id == ""
