@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,26 @@ from common.events import DEAD_LETTER_STREAM, Event, MalformedEvent, correlation
 log = structlog.get_logger("worker")
 
 Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
+AfterCommit = Callable[[], Awaitable[None]]
+
+# The callbacks registered by the handler running now (see `after_commit`); None outside a handler.
+_after_commit_var: contextvars.ContextVar[list[AfterCommit] | None] = contextvars.ContextVar(
+    "after_commit", default=None
+)
+
+
+def after_commit(callback: AfterCommit) -> None:
+    """From inside a handler: run `callback` once the batch holding this event has committed.
+
+    For effects outside the database that must not be seen before the data is (waking a long-poll,
+    pushing to a socket). Skipped if this event's savepoint rolls back or the batch never commits;
+    best-effort (a crash right after the commit loses it), so never the only record of anything.
+    """
+    callbacks = _after_commit_var.get()
+    if callbacks is None:
+        raise RuntimeError("after_commit() is only available inside an event handler")
+    callbacks.append(callback)
+
 
 # Errors that mean "the database is unreachable or the transaction lost a race", not "this event is bad".
 _TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -338,12 +359,15 @@ class ConsumerWorker:
         """Apply a batch in one transaction; return entry id → error for the events that failed."""
         failures: dict[str, str] = {}
         applied = duplicates = 0
+        committed_callbacks: list[AfterCommit] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 for delivery, event in batch:
-                    outcome = await self._apply_one(conn, delivery, event)
+                    callbacks: list[AfterCommit] = []
+                    outcome = await self._apply_one(conn, delivery, event, callbacks)
                     if outcome == "applied":
                         applied += 1
+                        committed_callbacks += callbacks
                     elif outcome == "duplicate":
                         duplicates += 1
                     else:
@@ -352,10 +376,18 @@ class ConsumerWorker:
             raise _TransientFailure(repr(exc)) from exc
         self.stats.applied += applied
         self.stats.duplicates += duplicates
+        for callback in committed_callbacks:
+            try:
+                await callback()
+            except Exception as exc:  # the data is committed; a lost wake-up only delays a reader
+                self._log.warning("worker.after_commit_failed", error=repr(exc))
         return failures
 
-    async def _apply_one(self, conn: asyncpg.Connection, delivery: Delivery, event: Event) -> str:
+    async def _apply_one(
+        self, conn: asyncpg.Connection, delivery: Delivery, event: Event, callbacks: list[AfterCommit]
+    ) -> str:
         token = correlation_id_var.set(event.correlation_id)
+        callbacks_token = _after_commit_var.set(callbacks)
         try:
             with structlog.contextvars.bound_contextvars(
                 event_id=event.id,
@@ -384,8 +416,10 @@ class ConsumerWorker:
                     self._log.warning(
                         "worker.handler_failed", error=error, deliveries=delivery.deliveries, exc_info=True
                     )
+                    callbacks.clear()  # the savepoint rolled back: nothing to announce
                     return error
         finally:
+            _after_commit_var.reset(callbacks_token)
             correlation_id_var.reset(token)
 
     # -- acknowledging -----------------------------------------------------------------------------

@@ -12,10 +12,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import pytest
 import structlog
 
 from common.events import DEAD_LETTER_STREAM, Event, stream_for
-from common.worker import ConsumerWorker, WorkerOptions, entry_key
+from common.worker import ConsumerWorker, WorkerOptions, after_commit, entry_key
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")
@@ -276,3 +277,33 @@ async def _counter_at_least(items: list[int], n: int) -> bool:
 
 def _entry_le(a: str, b: str) -> bool:
     return entry_key(a) <= entry_key(b)
+
+
+async def test_after_commit_callbacks_run_once_the_data_is_visible_and_never_for_a_failed_event(redis, pool):
+    seen_from_outside: list[tuple[str, bool]] = []
+
+    async def insert_and_announce(event: Event, conn: asyncpg.Connection) -> None:
+        await insert_thing(event, conn)
+        name = event.data["name"]
+
+        async def announce() -> None:
+            # Another connection, as a woken reader would use: the row must already be committed.
+            visible = await pool.fetchval("SELECT count(*) FROM things WHERE name = $1", name) == 1
+            seen_from_outside.append((name, visible))
+
+        after_commit(announce)
+        if name == "poison":
+            raise ValueError("rolled back after registering its callback")
+
+    await publish(redis, "a")
+    await publish(redis, "poison")
+    await publish(redis, "b")
+    async with running(redis, pool, {"thing": insert_and_announce}, max_deliveries=1):
+        await eventually(lambda: redis.xlen(DEAD_LETTER_STREAM), what="poison dead-lettered")
+        await eventually(lambda: asyncio.sleep(0, len(seen_from_outside) == 2), what="callbacks of a and b")
+    assert sorted(seen_from_outside) == [("a", True), ("b", True)]
+
+
+def test_after_commit_outside_a_handler_is_a_programming_error():
+    with pytest.raises(RuntimeError):
+        after_commit(lambda: asyncio.sleep(0))
