@@ -102,3 +102,13 @@ def test_the_image_runs_the_service_named_by_service_name_as_a_non_root_user(
     monkeypatch.delenv("SERVICE_NAME")
     with pytest.raises(SystemExit):
         _parse([])
+
+
+def test_notifications_use_mongodb_in_the_production_topology(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    notif = services["notif-svc"]
+    assert notif["environment"]["MONGO_URL"] == "mongodb://mongo:27017"
+    assert notif["depends_on"]["mongo"] == {"condition": "service_healthy"}
+    assert services["mongo"]["image"].startswith("mongo:")
+    assert "mongo-data:/data/db" in services["mongo"]["volumes"]
+    assert "healthcheck" in services["mongo"]
