@@ -351,7 +351,10 @@ class ConsumerWorker:
                 if self._stopping.is_set():
                     # Give up on this batch without acking anything: it stays pending for next time.
                     return {d.entry_id: f"not applied before shutdown: {exc}" for d, _ in batch}
-                self._log.warning("worker.database_unavailable", error=str(exc), retry_in_s=backoff)
+                # A lost race between concurrent batches is routine; an unreachable database is not.
+                conflict = isinstance(exc.__cause__, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError))
+                event_name = "worker.batch_conflict_retry" if conflict else "worker.database_unavailable"
+                self._log.warning(event_name, error=str(exc), retry_in_s=backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 

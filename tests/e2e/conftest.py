@@ -15,7 +15,9 @@ from common.supervisor import Swarm, SwarmConfig
 
 
 @contextlib.contextmanager
-def running_system(servers, data_dir: Path, replicas: Mapping[str, int] | None = None) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
+def running_system(  # type: ignore[no-untyped-def]
+    servers, data_dir: Path, replicas: Mapping[str, int] | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[Swarm]:
     """Every service and the gateway, each a separate process, with fresh databases and empty streams."""
     # Streams left by an earlier module would be consumed from id 0 by this system's new groups.
     with redis.Redis.from_url(servers.redis.url) as client:
@@ -29,7 +31,7 @@ def running_system(servers, data_dir: Path, replicas: Mapping[str, int] | None =
         keys_dir=servers.keys_dir,
         database_suffix=f"_{uuid.uuid4().hex[:8]}",
         log_format="json",
-        env={"LOG_LEVEL": "warning"},
+        env={"LOG_LEVEL": "warning", **(env or {})},
     )
     swarm = Swarm(config)
     swarm.start()
