@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,18 @@ def after_commit(callback: AfterCommit) -> None:
     if callbacks is None:
         raise RuntimeError("after_commit() is only available inside an event handler")
     callbacks.append(callback)
+
+
+@contextlib.contextmanager
+def collecting_after_commit() -> Iterator[list[AfterCommit]]:
+    """Call handlers outside the worker (replays, tests): their after-commit callbacks land in the list,
+    for the caller to run (or not) once its own transaction committed."""
+    callbacks: list[AfterCommit] = []
+    token = _after_commit_var.set(callbacks)
+    try:
+        yield callbacks
+    finally:
+        _after_commit_var.reset(token)
 
 
 # Errors that mean "the database is unreachable or the transaction lost a race", not "this event is bad".

@@ -16,7 +16,7 @@ import pytest
 import structlog
 
 from common.events import DEAD_LETTER_STREAM, Event, stream_for
-from common.worker import ConsumerWorker, WorkerOptions, after_commit, entry_key
+from common.worker import ConsumerWorker, WorkerOptions, after_commit, collecting_after_commit, entry_key
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")
@@ -304,6 +304,12 @@ async def test_after_commit_callbacks_run_once_the_data_is_visible_and_never_for
     assert sorted(seen_from_outside) == [("a", True), ("b", True)]
 
 
-def test_after_commit_outside_a_handler_is_a_programming_error():
+def test_after_commit_outside_a_handler_is_a_programming_error_unless_collected():
+    def callback():  # type: ignore[no-untyped-def]
+        return asyncio.sleep(0)
+
     with pytest.raises(RuntimeError):
-        after_commit(lambda: asyncio.sleep(0))
+        after_commit(callback)
+    with collecting_after_commit() as collected:
+        after_commit(callback)
+    assert collected == [callback]

@@ -11,7 +11,7 @@ import aiohttp
 PASSWORD = "correct horse battery"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Account:
     id: str
     username: str
