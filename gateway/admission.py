@@ -74,14 +74,14 @@ class Admission:
     async def admit(self, request: web.Request, access: Access, path: str) -> None:
         """Return if the request may go on; raise 401 / 429 / 503 otherwise."""
         if access is Access.TOKEN:
-            await self._admit_token(request.headers.get("Authorization"))
+            await self.admit_token(bearer_token(request.headers.get("Authorization")))
         elif access is Access.PUBLIC_PER_IP:
             assert self._redis is not None, "Admission.bind was not called"
             await ratelimit.limit_ip(self._redis, path, request.remote or "unknown", self._per_ip)
 
-    async def _admit_token(self, authorization: str | None) -> None:
+    async def admit_token(self, token: str | None) -> None:
+        """Admit an access token however it came (header, or a WebSocket's query): 401 / 429 / 503 if not."""
         assert self._redis is not None and self._tokens is not None, "Admission.bind was not called"
-        token = bearer_token(authorization)
         if token is None:
             raise Unauthorized("missing bearer token", code="missing_token")
         user_id, session_id = self._tokens.identify(token)

@@ -1,6 +1,7 @@
 """Gateway composition root: the common application plus the routing table, admission and proxy.
 
-Every path under `/api/v1` goes to one catch-all handler (`gateway.proxy.handle`); `/health`
+Every path under `/api/v1` goes to one catch-all handler (`gateway.proxy.handle`), which hands
+WebSocket upgrades on WebSocket routes to `gateway.websocket`; `/health`
 aggregates the services' readiness (`gateway.health`) in place of the common liveness answer;
 `/ready` stays the common one (is the gateway's own Redis reachable).
 """
@@ -18,6 +19,7 @@ from gateway.admission import Admission
 from gateway.health import health
 from gateway.proxy import GATEWAY, Gateway, Proxy, handle
 from gateway.routing import API_PREFIX, Router
+from gateway.websocket import WebSocketProxy
 
 
 async def gateway_context(app: web.Application) -> AsyncIterator[None]:
@@ -26,14 +28,23 @@ async def gateway_context(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     gateway.admission.bind(runtime_of(app))
     await gateway.proxy.open()
+    await gateway.websockets.open()
     yield
+    await gateway.websockets.close()
     await gateway.proxy.close()
+
+
+async def close_websockets(app: web.Application) -> None:
+    """At shutdown, before the server waits for its handlers: an open WebSocket would hold it up to
+    the shutdown timeout. Closed with 1001, so clients reconnect elsewhere."""
+    await app[GATEWAY].websockets.shutdown()
 
 
 def create_app(settings: Settings) -> web.Application:
     app = create_base_app(settings, health_handler=health)
-    app[GATEWAY] = Gateway(Router(settings.upstreams()), Admission(settings), Proxy(settings))
+    app[GATEWAY] = Gateway(Router(settings.upstreams()), Admission(settings), Proxy(settings), WebSocketProxy(settings))
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(gateway_context)
+    app.on_shutdown.append(close_websockets)
     app.router.add_route("*", API_PREFIX + "/{tail:.*}", handle)
     return app

@@ -33,6 +33,7 @@ from gateway.messages import (
     upstream_request_headers,
 )
 from gateway.routing import API_PREFIX, Router, Target, access_of
+from gateway.websocket import WebSocketProxy, is_upgrade
 
 log = structlog.get_logger("gateway.proxy")
 
@@ -207,6 +208,7 @@ class Gateway:
     router: Router
     admission: Admission
     proxy: Proxy
+    websockets: WebSocketProxy
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -222,5 +224,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     target = gateway.router.resolve(path)
     if target is None:
         raise NotFound()
+    if target.websocket and is_upgrade(request):  # its own admission (the token may be in the query)
+        return await gateway.websockets.relay(request, target, query, gateway.admission)
     await gateway.admission.admit(request, access_of(request.method, path), path)
     return await gateway.proxy.forward(request, target, query)

@@ -28,6 +28,7 @@ class Rule:
     service: str
     rewrite: str | None = None  # upstream prefix replacing `prefix`; only for prefixes without `*`
     long_poll: bool = False  # clients may ask the service to hold the answer (`?wait=N`)
+    websocket: bool = False  # a GET with `Upgrade: websocket` is relayed as a WebSocket (gateway.websocket)
 
 
 # First match wins: the more specific rule comes first.
@@ -39,7 +40,7 @@ ROUTES: tuple[Rule, ...] = (
     Rule("/cards", "project_svc"),
     Rule("/comments", "comment_svc"),
     Rule("/notifications", "notif_svc", long_poll=True),
-    Rule("/ws", "notif_svc", rewrite="/notifications/ws"),
+    Rule("/ws", "notif_svc", rewrite="/notifications/ws", websocket=True),
 )
 
 
@@ -86,6 +87,7 @@ class Target(NamedTuple):
     replicas: Replicas
     path: str  # on the upstream, without API_PREFIX
     long_poll: bool
+    websocket: bool
 
 
 class _Compiled:
@@ -133,5 +135,5 @@ class Router:
                 return None
             rule = compiled.rule
             upstream_path = path if rule.rewrite is None else rule.rewrite + path[compiled.prefix_len :]
-            return Target(compiled.replicas, upstream_path, rule.long_poll)
+            return Target(compiled.replicas, upstream_path, rule.long_poll, rule.websocket)
         return None

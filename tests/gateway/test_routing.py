@@ -39,15 +39,6 @@ async def test_each_path_reaches_its_service_without_the_api_prefix(
     assert total_seen(upstreams) == 1
 
 
-async def test_a_websocket_upgrade_is_forwarded_as_plain_http_for_now(gateway, upstreams, make_token: MakeToken):
-    headers = {**make_token().headers, "Connection": "Upgrade", "Upgrade": "websocket"}
-    response = await gateway.get("/api/v1/ws", headers=headers)
-
-    assert response.status == 200
-    (seen,) = upstreams["notif_svc"].seen
-    assert "Upgrade" not in seen.headers
-
-
 UNKNOWN = ["/api/v1/nope", "/api/v1/", "/api/v1/usersx", "/api/v1/admin/streams", "/api/v2/users", "/nowhere"]
 
 
