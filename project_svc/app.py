@@ -11,6 +11,7 @@ from common.settings import Settings
 from common.web import create_app as create_base_app
 from project_svc.api import PROJECT_SERVICE, add_routes
 from project_svc.consumers import HANDLERS
+from project_svc.reminders import REMINDERS, Reminders, reminders_context
 from project_svc.service import ProjectService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,9 +20,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: Settings) -> web.Application:
     app = create_base_app(settings)
     app[PROJECT_SERVICE] = ProjectService(runtime_of(app))
+    app[REMINDERS] = Reminders(runtime_of(app))
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context(MIGRATIONS))
     app.cleanup_ctx.append(outbox_context)
     app.cleanup_ctx.append(consumer_context(HANDLERS))
+    app.cleanup_ctx.append(reminders_context)  # stops first at shutdown, before the relay and the pool
     add_routes(app)
     return app

@@ -8,10 +8,11 @@ is decided here (SPEC §3 Notifications); `common.notices.notice` drops the acto
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC
 from typing import Any
 
 from common.events import Event
-from common.notices import notice
+from common.notices import SYSTEM_ACTOR, notice
 from common.tokens import Principal
 from project_svc.schemas import (
     CardDeletedEventSchema,
@@ -122,3 +123,18 @@ def card_status_notice(card: Record, old_status: str, actor: Principal) -> list[
     message = f'{actor.username} moved card "{card["title"]}" from {old_status} to {card["status"]}'
     recipients = [card["created_by"], card["assignee_id"]]
     return _notice("card_status_changed", actor, recipients, message, card["project_id"], card["id"])
+
+
+def card_due_soon_notice(card: Record) -> list[Event]:
+    """The reminder for the card's assignee; nobody caused it, so the actor is the system."""
+    due = card["due_date"].astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    event = notice(
+        "card_due_soon",
+        recipients=[card["assignee_id"]],
+        actor=SYSTEM_ACTOR,
+        message=f'Card "{card["title"]}" is due {due}',
+        producer=PRODUCER,
+        project_id=card["project_id"],
+        card_id=card["id"],
+    )
+    return [event] if event is not None else []

@@ -299,3 +299,30 @@ async def apply_comment_count(conn: asyncpg.Connection, card_id: str, total: int
         total_version,
     )
     return bool(written)
+
+
+# -- due-date reminders -----------------------------------------------------------------------------
+
+
+async def claim_cards_due(conn: asyncpg.Connection, after: datetime, until: datetime, limit: int) -> list[Record]:
+    """Lock up to `limit` open, assigned cards due in (`after`, `until`] whose assignee was not yet
+    reminded of that due date, soonest first (served by the `cards_awaiting_reminder` index).
+
+    SKIP LOCKED: cards another replica is reminding right now are left to it; once it commits, they
+    no longer match (the marker is set), so a card is never reminded twice for one due date.
+    """
+    rows = await conn.fetch(
+        "SELECT id, project_id, title, due_date, assignee_id FROM cards "
+        "WHERE status <> 'done' AND assignee_id IS NOT NULL AND due_date > $1 AND due_date <= $2 "
+        "AND reminded_due_date IS DISTINCT FROM due_date "
+        "ORDER BY due_date LIMIT $3 FOR UPDATE SKIP LOCKED",
+        after,
+        until,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def mark_reminded(conn: asyncpg.Connection, card_ids: list[str]) -> None:
+    """Remember the due date each card was reminded of. Not a change of the card: no version bump."""
+    await conn.execute("UPDATE cards SET reminded_due_date = due_date WHERE id = ANY($1::uuid[])", card_ids)
