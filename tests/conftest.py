@@ -7,6 +7,9 @@ gets a fresh database and an empty Redis.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +32,12 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    root = tmp_path_factory.mktemp("servers")
+def servers() -> Iterator[Servers]:
+    # Not under pytest's basetemp: a pytest session starting meanwhile (another checkout, a developer's
+    # run) resets the permissions of /tmp/pytest-of-<user>, and the embedded PostgreSQL, which runs as an
+    # unprivileged user when we are root, would lose its data folder mid-run.
+    root = Path(tempfile.mkdtemp(prefix="taskswarm-test-servers-"))
+    os.chmod(root, 0o755)
     postgres = EmbeddedPostgres(root / "postgres", durable=False).start()
     redis_server = EmbeddedRedis(root / "redis").start()
     keys_dir = root / "keys"
@@ -40,6 +47,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         redis_server.stop()
         postgres.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
