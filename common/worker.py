@@ -40,6 +40,10 @@ from common.events import DEAD_LETTER_STREAM, Event, MalformedEvent, correlation
 log = structlog.get_logger("worker")
 
 Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
+
+# A dead letter replayed for one group is re-added to its stream with this field naming the group;
+# the other groups of the stream (which had applied it already) acknowledge it without applying it.
+REPLAY_FOR_FIELD = "replay_for"
 AfterCommit = Callable[[], Awaitable[None]]
 
 # The callbacks registered by the handler running now (see `after_commit`); None outside a handler.
@@ -329,6 +333,10 @@ class ConsumerWorker:
                     delivery.entry_id, "delivered repeatedly without being acknowledged (consumer crashed?)"
                 )
                 await self._dead_letter(delivery, event, reason)
+                continue
+            replay_for = delivery.fields.get(REPLAY_FOR_FIELD)
+            if replay_for and replay_for != self.group:
+                to_ack.append(delivery)  # a dead letter put back for another group: not ours to apply
                 continue
             if event.type not in self._handlers:
                 self._log.warning("worker.no_handler", event_type=event.type, stream=delivery.stream)

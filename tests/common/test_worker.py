@@ -15,8 +15,16 @@ import asyncpg
 import pytest
 import structlog
 
+from common.db import COMMON_MIGRATIONS, create_pool, migrate
 from common.events import DEAD_LETTER_STREAM, Event, stream_for
-from common.worker import ConsumerWorker, WorkerOptions, after_commit, collecting_after_commit, entry_key
+from common.worker import (
+    REPLAY_FOR_FIELD,
+    ConsumerWorker,
+    WorkerOptions,
+    after_commit,
+    collecting_after_commit,
+    entry_key,
+)
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")
@@ -313,3 +321,47 @@ def test_after_commit_outside_a_handler_is_a_programming_error_unless_collected(
     with collecting_after_commit() as collected:
         after_commit(callback)
     assert collected == [callback]
+
+
+async def test_an_entry_replayed_for_one_group_is_applied_by_that_group_only(redis, pool, make_database):
+    other_applied: list[str] = []
+    other_database = await make_database()  # another service: its own database, its own inbox
+    await migrate(other_database, [("common", COMMON_MIGRATIONS)])
+    other_pool = await create_pool(other_database, 1, 4)
+
+    async def other_group_handler(event: Event, conn: asyncpg.Connection) -> None:
+        other_applied.append(event.data["name"])
+
+    other = ConsumerWorker(
+        redis=redis,
+        pool=other_pool,
+        group="other_svc",
+        consumer="o1",
+        handlers={"thing": other_group_handler},
+        options=options(),
+    )
+    other_task = asyncio.create_task(other.run())
+    try:
+        async with running(redis, pool, {"thing": insert_thing}):
+            replayed = Event(type="thing", data={"name": "replayed"}, producer="test")
+            await redis.xadd(STREAM, {**replayed.to_fields(), REPLAY_FOR_FIELD: GROUP})
+            await publish(redis, "for everyone")
+
+            async def both_applied() -> bool:
+                return len(await names(pool)) == 2
+
+            await eventually(both_applied, what="things applied by their group")
+            await eventually(lambda: asyncio.sleep(0, other_applied == ["for everyone"]), what="other group")
+
+            async def other_caught_up() -> bool:
+                return (await redis.xpending(STREAM, "other_svc"))["pending"] == 0 and bool(
+                    await redis.xinfo_groups(STREAM)
+                )
+
+            await eventually(other_caught_up, what="other group acknowledged both")
+            assert sorted(await names(pool)) == ["for everyone", "replayed"]
+    finally:
+        other.stop()
+        await asyncio.wait_for(other_task, 10)
+        await other_pool.close()
+    assert other_applied == ["for everyone"]
