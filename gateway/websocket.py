@@ -117,45 +117,67 @@ Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class _Relay:
-    """One client socket joined to one upstream socket."""
+    """One client socket joined to one upstream socket.
 
-    __slots__ = ("client", "forced", "upstream")
+    One pump per direction. When either source closes, the other pump is cancelled *before* the close
+    is passed on: aiohttp drops a connection without waiting for the peer's close reply when `close()`
+    races a `receive()` on the same socket, and the client would see 1006 instead of the real code.
+    """
+
+    __slots__ = ("client", "forced", "pumps", "upstream")
 
     def __init__(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
         self.client = client
         self.upstream = upstream
         self.forced: tuple[int, bytes] | None = None  # the gateway's own close, which wins over the peers'
+        self.pumps: dict[asyncio.Task[tuple[int, bytes] | None], Socket] = {}  # pump → the socket it feeds
 
     async def run(self) -> None:
-        """Pump both ways until both legs are closed. Never raises: the client's 101 is already sent."""
-        pumps = (
-            asyncio.create_task(self._pump(self.client, self.upstream)),
-            asyncio.create_task(self._pump(self.upstream, self.client)),
-        )
+        """Pump both ways until one side closes, then close the other. Never raises (the 101 is sent)."""
+        self.pumps = {
+            asyncio.create_task(self._pump(self.client, self.upstream)): self.upstream,
+            asyncio.create_task(self._pump(self.upstream, self.client)): self.client,
+        }
+        first: asyncio.Task[tuple[int, bytes] | None] | None = None
         try:
-            await asyncio.gather(*pumps)
+            done, _ = await asyncio.wait(self.pumps, return_when=asyncio.FIRST_COMPLETED)
+            first = done.pop()
         finally:
-            for pump in pumps:
+            for pump in self.pumps:
                 pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
-            if not self.upstream.closed:  # cancelled mid-way: leave no upstream socket behind
-                await self.upstream.close(code=WSCloseCode.GOING_AWAY)
+            await asyncio.gather(*self.pumps, return_exceptions=True)
+            await self._close_legs(first)
 
-    async def close(self, code: int, message: bytes) -> None:
-        """End both legs with `code` (gateway shutdown)."""
+    async def _close_legs(self, first: asyncio.Task[tuple[int, bytes] | None] | None) -> None:
+        if self.forced is not None or first is None or first.cancelled() or first.exception() is not None:
+            code, message = self.forced or (WSCloseCode.GOING_AWAY, b"")
+            legs: list[tuple[Socket, int, bytes]] = [(self.upstream, code, message), (self.client, code, message)]
+        else:
+            sink = self.pumps[first]
+            source = self.upstream if sink is self.client else self.client
+            closed_by_source = first.result()
+            if closed_by_source is not None:  # the source closed: the sink gets the same code
+                legs = [(sink, *closed_by_source)]
+            else:  # the sink could not take a message: it is going; tell the source how it went
+                legs = [(source, _sendable(sink.close_code), b"")]
+        for leg, code, message in legs:
+            if not leg.closed:
+                try:
+                    await leg.close(code=code, message=message)
+                except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+                    log.info("gateway.websocket_close_failed", error=repr(exc))
+        if not self.upstream.closed:  # whatever happened, leave no upstream socket behind
+            await self.upstream.close(code=WSCloseCode.GOING_AWAY)
+
+    def close(self, code: int, message: bytes) -> None:
+        """End both legs with `code` (gateway shutdown); `run` does the closing once the pumps stopped."""
         self.forced = (code, message)
-        await asyncio.gather(
-            self.upstream.close(code=code, message=message),
-            self.client.close(code=code, message=message),
-            return_exceptions=True,
-        )
+        for pump in self.pumps:
+            pump.cancel()
 
-    async def _pump(self, source: Socket, sink: Socket) -> None:
-        """Forward `source`'s messages to `sink` until `source` closes, then close `sink` the same way.
-
-        When `sink` cannot take a message (it is closing), this pump stops; the other one, whose source
-        `sink` is, then sees it close and carries its close code the other way.
-        """
+    async def _pump(self, source: Socket, sink: Socket) -> tuple[int, bytes] | None:
+        """Forward `source`'s messages to `sink` until `source` closes; return the close to pass on, or
+        None when `sink` could not take a message (it is closing)."""
         reason = ""
         try:
             while True:
@@ -171,11 +193,8 @@ class _Relay:
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             # RuntimeError: aiohttp's "cannot write to closing transport" on some paths.
             log.info("gateway.websocket_send_failed", error=repr(exc))
-            return
-        if sink.closed:
-            return
-        code, text = self.forced or (_sendable(source.close_code), reason.encode()[:123])
-        await sink.close(code=code, message=text)
+            return None
+        return _sendable(source.close_code), reason.encode()[:123]
 
 
 class WebSocketProxy:
@@ -211,7 +230,9 @@ class WebSocketProxy:
         relays = list(self._open)
         if relays:
             log.info("gateway.websockets_closing", count=len(relays))
-            await asyncio.gather(*(r.close(WSCloseCode.GOING_AWAY, b"gateway shutting down") for r in relays))
+            for relay in relays:
+                relay.close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+            await asyncio.wait(list(self._open.values()), timeout=2 * WS_CLOSE_TIMEOUT_S)
 
     async def close(self) -> None:
         await self.shutdown()
