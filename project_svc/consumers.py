@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from common.check import Check, Mirror
 from common.events import Event
 from common.replica import USER_REPLICA_HANDLERS
 from common.worker import Handler
@@ -38,3 +39,23 @@ HANDLERS: dict[str, Handler] = {
     "updateComment": handle_comment_count,
     "deleteComment": handle_comment_count,
 }
+
+
+# What `swarm check` compares (common/check.py): the user replica with auth_svc's users, and each card's
+# total_comments with the number of comments comment_svc really holds for it.
+REPLICA_CHECKS: list[Check] = [
+    Mirror(
+        "project_svc.users",
+        source="auth_svc",
+        source_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
+        replica="project_svc",
+        replica_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
+    ),
+    Mirror(
+        "project_svc.cards.total_comments",
+        source="comment_svc",
+        source_sql="SELECT card_id, count(*)::int FROM comments GROUP BY card_id ORDER BY card_id",
+        replica="project_svc",
+        replica_sql="SELECT id, total_comments FROM cards WHERE total_comments <> 0 ORDER BY id",
+    ),
+]

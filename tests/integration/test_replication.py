@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from comment_svc.app import MIGRATIONS as COMMENT_MIGRATIONS
 from comment_svc.app import create_app as create_comment_app
 from comment_svc.consumers import HANDLERS as COMMENT_HANDLERS
+from common.check import declared_checks, run_checks, wait_converged
 from common.db import COMMON_MIGRATIONS, connect, migrate
 from common.events import Event
 from common.runtime import runtime_of
@@ -208,3 +209,31 @@ async def test_total_comments_is_exact_after_concurrent_comments_and_deletions(p
                 async with conn.transaction():
                     await PROJECT_HANDLERS[event.type](event, conn)
         assert await exact(), f"seed {seed}"
+
+
+async def test_the_convergence_checker_is_clean_after_the_workload_and_names_a_broken_row(pair, redis):
+    await workload(pair, redis)
+    urls = {
+        "project_svc": runtime_of(pair.projects.server.app).settings.database_url,
+        "comment_svc": runtime_of(pair.comments.server.app).settings.database_url,
+    }
+    checks = declared_checks(["project_svc", "comment_svc", "notif_svc"])
+    report = await wait_converged(urls, checks, timeout_s=10)
+    assert report.clean, report.to_dict()
+    assert report.checked["comment_svc.cards"] == 4 and report.checked["comment_svc.members"] == 5
+    assert "project_svc.users" in report.skipped  # no auth_svc database in this test
+
+    replica = pair.pool(pair.comments)
+    card_id = await replica.fetchval("SELECT id FROM cards WHERE NOT deleted ORDER BY id LIMIT 1")
+    await replica.execute("UPDATE cards SET title = 'tampered' WHERE id = $1", card_id)
+    member = await replica.fetchrow("SELECT project_id, user_id FROM members WHERE active ORDER BY 1, 2 LIMIT 1")
+    await replica.execute("DELETE FROM members WHERE project_id = $1 AND user_id = $2", *member)
+    await replica.execute("UPDATE cards SET total_comments = 7 WHERE id = $1", card_id)
+
+    broken = await run_checks(urls, checks)
+    found = {(f.check, f.kind, f.key) for f in broken.findings}
+    assert found == {
+        ("comment_svc.cards", "different", (card_id,)),
+        ("comment_svc.members", "missing", (member["project_id"], member["user_id"])),
+        ("comment_svc.comment_counts", "violation", (card_id, 7, 0)),
+    }
