@@ -123,9 +123,9 @@ REPLICA_CHECKS: list[Check] = [
     Invariant(
         "comment_svc.comment_counts",
         service="comment_svc",
-        violations_sql="SELECT k.id, k.total_comments, count(c.id) FROM cards k "
-        "LEFT JOIN comments c ON c.card_id = k.id WHERE NOT k.deleted "
-        "GROUP BY k.id HAVING k.total_comments <> count(c.id)",
+        violations_sql="SELECT k.id, coalesce(n.total, 0), count(c.id) FROM cards k "
+        "LEFT JOIN card_comment_counts n ON n.card_id = k.id LEFT JOIN comments c ON c.card_id = k.id "
+        "WHERE NOT k.deleted GROUP BY k.id, n.total HAVING coalesce(n.total, 0) <> count(c.id)",
     ),
     Invariant(
         "comment_svc.orphan_comments",

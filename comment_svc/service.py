@@ -5,7 +5,7 @@ asking another service. Whoever is not an active member of a live project gets 4
 whether or not it exists (never 403: that would confirm it exists).
 
 Every change and its events commit in one transaction (the outbox). A comment insert or delete also
-moves its card's `total_comments` with its own counter `total_comments_version`, under the card row's
+moves its card's `total_comments` with its own counter `total_comments_version`, under the count row's
 lock, so the count each event carries is exact and project_svc can order counts by that counter.
 """
 

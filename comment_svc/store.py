@@ -19,7 +19,11 @@ from common.replica import upsert_if_newer
 Record = dict[str, Any]
 
 COMMENT_COLUMNS = "c.id, c.card_id, c.project_id, c.author_id, c.body, c.version, c.created_at, c.updated_at"
-CARD_COUNT_COLUMNS = "id, project_id, title, created_by, assignee_id, total_comments, total_comments_version"
+CARD_COLUMNS = "k.id, k.project_id, k.title, k.created_by, k.assignee_id"
+# A card as requests see it: its replica row and this service's own comment count for it.
+CARD_COUNT_COLUMNS = (
+    f"{CARD_COLUMNS}, coalesce(n.total, 0) AS total_comments, coalesce(n.version, 0) AS total_comments_version"
+)
 
 # A user may act on a card only while an active member of a live project.
 _MEMBER_OF_LIVE_PROJECT = """
@@ -77,6 +81,9 @@ async def drop_project_contents(conn: asyncpg.Connection, project_id: str) -> di
     comments = await conn.fetchval(
         "WITH gone AS (DELETE FROM comments WHERE project_id = $1 RETURNING 1) SELECT count(*) FROM gone", project_id
     )
+    await conn.execute(
+        "DELETE FROM card_comment_counts WHERE card_id IN (SELECT id FROM cards WHERE project_id = $1)", project_id
+    )
     return {"members": members, "cards": cards, "comments": comments}
 
 
@@ -94,6 +101,7 @@ async def tombstone_card(conn: asyncpg.Connection, card_id: str, project_id: str
     await upsert_if_newer(conn, "cards", {"id": card_id, "project_id": project_id, "version": version})
     # Taking the row lock here also waits for a comment being written on the card right now.
     await conn.execute("UPDATE cards SET deleted = true WHERE id = $1", card_id)
+    await conn.execute("DELETE FROM card_comment_counts WHERE card_id = $1", card_id)
     return await conn.fetchval(
         "WITH gone AS (DELETE FROM comments WHERE card_id = $1 RETURNING 1) SELECT count(*) FROM gone", card_id
     )
@@ -106,7 +114,8 @@ async def visible_card(conn: asyncpg.Connection, card_id: str, user_id: str) -> 
     condition = _MEMBER_OF_LIVE_PROJECT.format(project="k.project_id", user="$2")
     return _row(
         await conn.fetchrow(
-            f"SELECT {CARD_COUNT_COLUMNS} FROM cards k WHERE k.id = $1 AND NOT k.deleted AND {condition}",
+            f"SELECT {CARD_COUNT_COLUMNS} FROM cards k LEFT JOIN card_comment_counts n ON n.card_id = k.id "
+            f"WHERE k.id = $1 AND NOT k.deleted AND {condition}",
             card_id,
             user_id,
         )
@@ -118,28 +127,37 @@ async def count_comment(
 ) -> Record | None:
     """Add `delta` to a live card's comment count and bump its counter; None if the card is not there.
 
-    The row lock taken here is held until the caller's transaction ends: concurrent comments on one
-    card therefore commit one after another, each publishing the exact count it produced. With
+    The card's replica row is share-locked (a concurrent deleteCard/deleteProject, which updates it,
+    waits for this transaction and then sees its comment) and the count row is write-locked: concurrent
+    comments on one card commit one after another, each publishing the exact count it produced. With
     `member_id`, the card also counts as not there unless that user is an active member.
     """
     condition, extra = "", []
     if member_id is not None:
-        condition, extra = " AND " + _MEMBER_OF_LIVE_PROJECT.format(project="k.project_id", user="$3"), [member_id]
-    return _row(
-        await conn.fetchrow(
-            "UPDATE cards k SET total_comments = k.total_comments + $2, "
-            "total_comments_version = k.total_comments_version + 1 "
-            f"WHERE k.id = $1 AND NOT k.deleted{condition} RETURNING {CARD_COUNT_COLUMNS}",
-            card_id,
-            delta,
-            *extra,
-        )
+        condition, extra = " AND " + _MEMBER_OF_LIVE_PROJECT.format(project="k.project_id", user="$2"), [member_id]
+    card = await conn.fetchrow(
+        f"SELECT {CARD_COLUMNS} FROM cards k WHERE k.id = $1 AND NOT k.deleted{condition} FOR SHARE OF k",
+        card_id,
+        *extra,
     )
+    if card is None:
+        return None
+    counts = await conn.fetchrow(
+        "INSERT INTO card_comment_counts AS n (card_id, total, version) VALUES ($1, greatest($2, 0), 1) "
+        "ON CONFLICT (card_id) DO UPDATE SET total = n.total + $2, version = n.version + 1 "
+        "RETURNING n.total AS total_comments, n.version AS total_comments_version",
+        card_id,
+        delta,
+    )
+    return {**dict(card), **dict(counts)}
 
 
 async def card_counts(conn: asyncpg.Connection, card_id: str) -> Record:
-    row = await conn.fetchrow("SELECT total_comments, total_comments_version FROM cards WHERE id = $1", card_id)
-    return dict(row)
+    row = await conn.fetchrow(
+        "SELECT total AS total_comments, version AS total_comments_version FROM card_comment_counts WHERE card_id = $1",
+        card_id,
+    )
+    return dict(row) if row is not None else {"total_comments": 0, "total_comments_version": 0}
 
 
 async def commenters(conn: asyncpg.Connection, card_id: str) -> list[str]:

@@ -165,8 +165,6 @@ class ProjectSource:
                 "assignee_id": c["assignee_id"],
                 "version": c["version"],
                 "deleted": False,
-                "total_comments": 0,
-                "total_comments_version": 0,
             }
             for c in self.cards.values()
         }
@@ -215,8 +213,6 @@ async def replica_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
                     "assignee_id",
                     "version",
                     "deleted",
-                    "total_comments",
-                    "total_comments_version",
                 )
             }
     return {"projects": projects, "members": members, "cards": cards}

@@ -131,7 +131,8 @@ async def test_concurrent_comments_and_deletes_leave_an_exact_count(world: World
     real = await world.pool.fetchval("SELECT count(*) FROM comments WHERE card_id = $1", card["id"])
     assert real == 10 + 20 - 8
     row = await world.pool.fetchrow(
-        "SELECT total_comments, total_comments_version FROM cards WHERE id = $1", card["id"]
+        "SELECT total AS total_comments, version AS total_comments_version FROM card_comment_counts WHERE card_id = $1",
+        card["id"],
     )
     assert row["total_comments"] == real
     assert row["total_comments_version"] == 10 + 20 + 8  # one per committed insert or delete, no more

@@ -228,7 +228,7 @@ async def test_the_convergence_checker_is_clean_after_the_workload_and_names_a_b
     await replica.execute("UPDATE cards SET title = 'tampered' WHERE id = $1", card_id)
     member = await replica.fetchrow("SELECT project_id, user_id FROM members WHERE active ORDER BY 1, 2 LIMIT 1")
     await replica.execute("DELETE FROM members WHERE project_id = $1 AND user_id = $2", *member)
-    await replica.execute("UPDATE cards SET total_comments = 7 WHERE id = $1", card_id)
+    await replica.execute("INSERT INTO card_comment_counts VALUES ($1, 7, 1)", card_id)
 
     broken = await run_checks(urls, checks)
     found = {(f.check, f.kind, f.key) for f in broken.findings}
