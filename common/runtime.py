@@ -174,4 +174,5 @@ def worker_options(settings: Settings) -> WorkerOptions:
         claim_interval_ms=settings.consumer_claim_interval_ms,
         retry_delay_ms=settings.consumer_retry_delay_ms,
         max_deliveries=settings.consumer_max_deliveries,
+        trace_retention_s=settings.trace_retention_s,
     )

@@ -78,6 +78,8 @@ class Settings:
     consumer_retry_delay_ms: int = 500
     consumer_max_deliveries: int = 5
     consumer_shutdown_grace_s: float = 10.0
+    # How long the worker keeps each event's ack times (`trace:acked:<event id>`, for `swarm trace`); 0: off.
+    trace_retention_s: int = 7 * 24 * 3600
 
     # Transactional outbox relay (common/outbox.py).
     outbox_poll_interval_ms: int = 1000

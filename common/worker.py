@@ -44,6 +44,16 @@ Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
 # A dead letter replayed for one group is re-added to its stream with this field naming the group;
 # the other groups of the stream (which had applied it already) acknowledge it without applying it.
 REPLAY_FOR_FIELD = "replay_for"
+# Redis keeps no acknowledgement times; for `swarm trace` (common/streams.py) the worker records, per
+# event, when each group acknowledged it (or dead-lettered it), in the pipeline that acknowledges.
+ACK_RECORD_PREFIX = "trace:acked:"
+
+
+def ack_record_key(event_id: str) -> str:
+    """Hash of group → epoch ms of the group's last acknowledgement of this event."""
+    return ACK_RECORD_PREFIX + event_id
+
+
 AfterCommit = Callable[[], Awaitable[None]]
 
 # The callbacks registered by the handler running now (see `after_commit`); None outside a handler.
@@ -111,6 +121,7 @@ class WorkerOptions:
     claim_interval_ms: int = 5_000
     retry_delay_ms: int = 500
     max_deliveries: int = 5
+    trace_retention_s: int = 7 * 24 * 3600  # how long ack records live; 0: not recorded
 
 
 @dataclass
@@ -453,10 +464,22 @@ class ConsumerWorker:
         by_stream: dict[str, list[str]] = {}
         for d in deliveries:
             by_stream.setdefault(d.stream, []).append(d.entry_id)
+        now_ms = int(time.time() * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, self.group, *ids)
+            for d in deliveries:
+                # A replay meant for another group is not ours: keep the time we really processed it.
+                if d.fields and d.fields.get(REPLAY_FOR_FIELD, self.group) == self.group:
+                    self._record_ack(pipe, d.fields.get("id", ""), now_ms)
             await pipe.execute()
+
+    def _record_ack(self, pipe: Any, event_id: str, now_ms: int) -> None:
+        retention = self._options.trace_retention_s
+        if event_id and retention > 0:
+            key = ack_record_key(event_id)
+            pipe.hset(key, self.group, str(now_ms))
+            pipe.expire(key, retention)
 
     async def _dead_letter(self, delivery: Delivery, event: Event | None, error: str) -> None:
         """Move an entry to `events:dlq` (with why) and acknowledge it, atomically."""
@@ -476,6 +499,7 @@ class ConsumerWorker:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(DEAD_LETTER_STREAM, fields)
             pipe.xack(delivery.stream, self.group, delivery.entry_id)
+            self._record_ack(pipe, fields["event_id"] or (delivery.fields or {}).get("id", ""), int(time.time() * 1000))
             await pipe.execute()
         self.stats.dead_lettered += 1
         self.stats.last_errors.pop(delivery.entry_id, None)

@@ -1,6 +1,7 @@
 """Gateway composition root: the common application plus the routing table, admission and proxy.
 
-Every path under `/api/v1` goes to one catch-all handler (`gateway.proxy.handle`), which hands
+The admin routes of stream inspection (`gateway.admin`, `/api/v1/admin/...`) are answered here from
+Redis; every other path under `/api/v1` goes to one catch-all handler (`gateway.proxy.handle`), which hands
 WebSocket upgrades on WebSocket routes to `gateway.websocket`; `/health`
 aggregates the services' readiness (`gateway.health`) in place of the common liveness answer;
 `/ready` stays the common one (is the gateway's own Redis reachable).
@@ -15,6 +16,7 @@ from aiohttp import web
 from common.runtime import redis_context, runtime_of
 from common.settings import Settings
 from common.web import create_app as create_base_app
+from gateway.admin import add_admin_routes
 from gateway.admission import Admission
 from gateway.health import health
 from gateway.proxy import GATEWAY, Gateway, Proxy, handle
@@ -46,5 +48,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(gateway_context)
     app.on_shutdown.append(close_websockets)
+    add_admin_routes(app.router)  # before the catch-all, which would proxy them nowhere
     app.router.add_route("*", API_PREFIX + "/{tail:.*}", handle)
     return app

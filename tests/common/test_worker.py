@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,6 +22,7 @@ from common.worker import (
     REPLAY_FOR_FIELD,
     ConsumerWorker,
     WorkerOptions,
+    ack_record_key,
     after_commit,
     collecting_after_commit,
     entry_key,
@@ -365,3 +367,35 @@ async def test_an_entry_replayed_for_one_group_is_applied_by_that_group_only(red
         await asyncio.wait_for(other_task, 10)
         await other_pool.close()
     assert other_applied == ["for everyone"]
+
+
+async def test_acknowledgements_and_dead_letters_are_recorded_with_their_time_for_tracing(redis, pool):
+    async def poisoned(event: Event, conn: asyncpg.Connection) -> None:
+        if event.data["name"] == "poison":
+            raise ValueError("cannot digest poison")
+        await insert_thing(event, conn)
+
+    before_ms = int(time.time() * 1000)
+    async with running(redis, pool, {"thing": poisoned}, max_deliveries=1, trace_retention_s=3600):
+        good = await publish(redis, "good")
+        poison = await publish(redis, "poison")
+        not_ours = Event(type="thing", data={"name": "for another group"}, producer="test")
+        await redis.xadd(STREAM, {**not_ours.to_fields(), REPLAY_FOR_FIELD: "other_svc"})
+        await eventually(lambda: _dlq_length(redis, 1), what="poison dead-lettered")
+        await eventually(lambda: _zero_pending(redis), what="everything acknowledged")
+    after_ms = int(time.time() * 1000)
+    for event in (good, poison):
+        record = await redis.hgetall(ack_record_key(event.id))
+        assert list(record) == [GROUP]
+        assert before_ms <= int(record[GROUP]) <= after_ms
+        assert 0 < await redis.ttl(ack_record_key(event.id)) <= 3600
+    # Acknowledged without being applied (a replay for another group): no record of processing it.
+    assert await redis.exists(ack_record_key(not_ours.id)) == 0
+
+
+async def test_no_ack_records_when_trace_retention_is_zero(redis, pool):
+    async with running(redis, pool, {"thing": insert_thing}, trace_retention_s=0):
+        event = await publish(redis, "untraced")
+        await eventually(lambda: _has(pool, 1), what="applied")
+        await eventually(lambda: _zero_pending(redis), what="acknowledged")
+    assert await redis.exists(ack_record_key(event.id)) == 0

@@ -1,0 +1,172 @@
+"""Stream inspection for admins (SPEC §3 "Stream inspection"): local routes of the gateway.
+
+No service owns the streams, and the gateway already holds Redis and the token verifier, so these are
+answered here rather than proxied. Every query is `common.streams` (the same functions `swarm streams`,
+`swarm dlq` and `swarm trace` call); the handlers only check the caller, parse the query and answer.
+
+Auth: the common auth middleware verifies the token as on any service route (401 without one, or when
+expired or revoked); every handler then requires an admin (403 `forbidden`), the catch-all of
+`/api/v1/admin/...` included, so a non-admin learns nothing, not even which admin paths exist.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from common import streams
+from common.errors import Forbidden, NotFound
+from common.runtime import runtime_of
+from common.validation import parse_query
+from common.web import Handler, json_response, principal
+from gateway.routing import API_PREFIX
+
+ADMIN_PREFIX = API_PREFIX + "/admin"
+
+
+def admin_only(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        if not principal(request).is_admin:
+            raise Forbidden("stream inspection is for admins only")
+        return await handler(request)
+
+    return checked
+
+
+def _redis(request: web.Request) -> aioredis.Redis:
+    return runtime_of(request.app).redis_client()
+
+
+def _entry_id(value: str) -> None:
+    if not streams.is_entry_id(value):
+        raise ValidationError("not a stream entry id (<ms>-<seq> or <ms>)")
+
+
+_COUNT = validate.Range(1, streams.MAX_COUNT)
+
+
+class EntriesQuery(Schema):
+    start = fields.Str(data_key="from", load_default=None, validate=_entry_id)
+    count = fields.Int(load_default=20, validate=_COUNT)
+    reverse = fields.Bool(load_default=False)
+
+
+class PendingQuery(Schema):
+    count = fields.Int(load_default=100, validate=_COUNT)
+    consumer = fields.Str(load_default=None, validate=validate.Length(1, 200))
+
+
+class EventQuery(Schema):
+    limit = fields.Int(load_default=100, validate=_COUNT)
+
+
+class EventSearchQuery(EventQuery):
+    correlation_id = fields.Str(load_default=None, validate=validate.Length(1, 200))
+    event_id = fields.Str(load_default=None, validate=validate.Length(1, 200))
+
+    @validates_schema
+    def one_of(self, data: dict, **_kwargs: object) -> None:
+        if not data.get("correlation_id") and not data.get("event_id"):
+            raise ValidationError("give correlation_id or event_id", "correlation_id")
+
+
+class DeadLetterQuery(Schema):
+    start = fields.Str(data_key="from", load_default=None, validate=_entry_id)
+    count = fields.Int(load_default=20, validate=_COUNT)
+    stream = fields.Str(load_default=None, validate=validate.Length(1, 200))
+    group = fields.Str(load_default=None, validate=validate.Length(1, 200))
+
+
+@admin_only
+async def list_streams(request: web.Request) -> web.Response:
+    return json_response(await streams.list_streams(_redis(request)))
+
+
+@admin_only
+async def show_stream(request: web.Request) -> web.Response:
+    return json_response(await streams.show_stream(_redis(request), request.match_info["stream"]))
+
+
+@admin_only
+async def stream_entries(request: web.Request) -> web.Response:
+    query = parse_query(request, EntriesQuery())
+    page = await streams.read_entries(_redis(request), request.match_info["stream"], **query)
+    return json_response(page)
+
+
+@admin_only
+async def pending_entries(request: web.Request) -> web.Response:
+    query = parse_query(request, PendingQuery())
+    stream, group = request.match_info["stream"], request.match_info["group"]
+    return json_response(await streams.pending_entries(_redis(request), stream, group, **query))
+
+
+@admin_only
+async def find_event(request: web.Request) -> web.Response:
+    query = parse_query(request, EventQuery())
+    event_id = request.match_info["event_id"]
+    found = await streams.find_events(_redis(request), event_id=event_id, limit=query["limit"])
+    if not found.items and not found.dead_letters:
+        raise NotFound(f"no event {event_id} in any stream", details={"event_id": event_id})
+    return json_response(found)
+
+
+@admin_only
+async def search_events(request: web.Request) -> web.Response:
+    """`?correlation_id=<X-Request-ID>`: every event a request caused, in order (what `swarm trace` shows)."""
+    query = parse_query(request, EventSearchQuery())
+    return json_response(await streams.find_events(_redis(request), **query))
+
+
+@admin_only
+async def list_dead_letters(request: web.Request) -> web.Response:
+    query = parse_query(request, DeadLetterQuery())
+    return json_response(await streams.list_dead_letters(_redis(request), **query))
+
+
+@admin_only
+async def show_dead_letter(request: web.Request) -> web.Response:
+    return json_response(await streams.get_dead_letter(_redis(request), request.match_info["id"]))
+
+
+@admin_only
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    return json_response(await streams.replay_dead_letter(_redis(request), request.match_info["id"]))
+
+
+@admin_only
+async def drop_dead_letter(request: web.Request) -> web.Response:
+    await streams.drop_dead_letter(_redis(request), request.match_info["id"])
+    return web.Response(status=204)
+
+
+@admin_only
+async def unknown(request: web.Request) -> web.Response:
+    raise NotFound()
+
+
+# (method, path under /api/v1/admin, handler): the whole admin API.
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/streams", list_streams),
+    ("GET", "/streams/{stream}", show_stream),
+    ("GET", "/streams/{stream}/entries", stream_entries),
+    ("GET", "/streams/{stream}/pending/{group}", pending_entries),
+    ("GET", "/events", search_events),
+    ("GET", "/events/{event_id}", find_event),
+    ("GET", "/dlq", list_dead_letters),
+    ("GET", "/dlq/{id}", show_dead_letter),
+    ("POST", "/dlq/{id}/replay", replay_dead_letter),
+    ("DELETE", "/dlq/{id}", drop_dead_letter),
+)
+
+
+def add_admin_routes(router: web.UrlDispatcher) -> None:
+    """Mount the admin routes; call before the gateway's catch-all proxy route."""
+    for method, path, handler in ROUTES:
+        router.add_route(method, ADMIN_PREFIX + path, handler)
+    # Anything else under /admin (a typo, a wrong method): 404 for admins, 403 for everyone else.
+    router.add_route("*", ADMIN_PREFIX + "/{tail:.*}", unknown)
