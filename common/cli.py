@@ -2,7 +2,10 @@
 
 Kept thin: `up` is `common.supervisor.Swarm` plus signal handling and a table of URLs. Groups such as
 `swarm users` live with the service that owns the data (`auth_svc/cli.py`) and are mounted here only
-when their package is installed, so common never imports a service package at import time.
+when their package is installed, so common never imports a service package at import time. The
+stream-inspection views (`swarm streams`, `swarm dlq`, `swarm trace`) live in `common/streams_cli.py`
+and the convergence check (`swarm check`) in `common/check_cli.py`, mounted the same way so `swarm up`
+does not import them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from common.state import DEFAULT_DATA_DIR, SwarmState, load_state, state_path
 from common.supervisor import StartupAborted, StartupError, Swarm, SwarmConfig
 
 # (group name, "module:Typer app"), mounted in this order when the module is importable.
-SUBCOMMAND_GROUPS: tuple[tuple[str, str], ...] = (("users", "auth_svc.cli:users_app"),)
+SUBCOMMAND_GROUPS: tuple[tuple[str, str], ...] = (
+    ("users", "auth_svc.cli:users_app"),
+    ("streams", "common.streams_cli:streams_app"),
+    ("dlq", "common.streams_cli:dlq_app"),
+)
+# (command name, "module:function"): single commands, mounted like the groups.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("trace", "common.streams_cli:trace"),
+    ("check", "common.check_cli:check"),
+)
 
 DataDir = Annotated[
     Path,
@@ -181,8 +193,21 @@ def mount_groups(target: typer.Typer, groups: tuple[tuple[str, str], ...] = SUBC
     return mounted
 
 
+def mount_commands(target: typer.Typer, commands: tuple[tuple[str, str], ...] = COMMANDS) -> list[str]:
+    """Add each command whose module is importable; return the names mounted."""
+    mounted = []
+    for name, ref in commands:
+        module_name, _, attribute = ref.partition(":")
+        if not topology.module_available(module_name):
+            continue
+        target.command(name)(getattr(importlib.import_module(module_name), attribute))
+        mounted.append(name)
+    return mounted
+
+
 def main() -> None:
     mount_groups(app)
+    mount_commands(app)
     app()
 
 

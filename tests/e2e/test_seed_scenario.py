@@ -10,6 +10,10 @@ The steps share one system and run in order: each test is one chapter of the sto
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -206,3 +210,27 @@ async def test_8_deleting_the_project_removes_its_comments_from_comment_svc(api,
     finally:
         await conn.close()
     assert left == 0
+
+
+def swarm_check(system, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    command = [sys.executable, "-c", "from common.cli import main; main()", "check", "--data-dir", str(system.data_dir)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_9_swarm_check_is_clean_and_names_a_tampered_replica_row(system):
+    clean = await asyncio.to_thread(swarm_check, system, "--wait", "5", "--json")
+    report = json.loads(clean.stdout)
+    assert clean.returncode == 0, report
+    assert report["clean"] and report["checked"]["comment_svc.users"] == 3
+
+    conn = await asyncpg.connect(system.database_url_of(topology.spec_for("notif_svc")))
+    try:
+        await conn.execute("UPDATE users SET username = 'mallory' WHERE id = $1", story.carol.id)
+    finally:
+        await conn.close()
+    broken = await asyncio.to_thread(swarm_check, system, "--json")
+    assert broken.returncode == 1
+    [finding] = json.loads(broken.stdout)["findings"]
+    assert finding["check"] == "notif_svc.users" and finding["kind"] == "different"
+    assert finding["key"] == [story.carol.id]
+    assert finding["replica"][1] == "mallory" and finding["source"][1] == story.carol.username
