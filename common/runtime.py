@@ -175,4 +175,5 @@ def worker_options(settings: Settings) -> WorkerOptions:
         retry_delay_ms=settings.consumer_retry_delay_ms,
         max_deliveries=settings.consumer_max_deliveries,
         trace_retention_s=settings.trace_retention_s,
+        delete_idle_consumer_ms=settings.consumer_delete_idle_ms,
     )

@@ -78,6 +78,7 @@ class Settings:
     consumer_retry_delay_ms: int = 500
     consumer_max_deliveries: int = 5
     consumer_shutdown_grace_s: float = 10.0
+    consumer_delete_idle_ms: int = 3_600_000  # remove group members idle this long with nothing pending; 0: never
     # How long the worker keeps each event's ack times (`trace:acked:<event id>`, for `swarm trace`); 0: off.
     trace_retention_s: int = 7 * 24 * 3600
 

@@ -122,6 +122,9 @@ class WorkerOptions:
     retry_delay_ms: int = 500
     max_deliveries: int = 5
     trace_retention_s: int = 7 * 24 * 3600  # how long ack records live; 0: not recorded
+    # A consumer of the group idle this long with nothing pending (a replica that went away) is removed
+    # from the group, so XINFO stays readable after many deploys; 0: never.
+    delete_idle_consumer_ms: int = 3_600_000
 
 
 @dataclass
@@ -164,6 +167,7 @@ class ConsumerWorker:
         self._retry_at: float | None = 0.0
         self._groups_ready = False
         self._next_claim_at = 0.0
+        self._next_sweep_at = 0.0
         self._claim_cursors = {stream: "0-0" for stream in self._streams}
         self.stats = WorkerStats()
         self.running = False
@@ -208,6 +212,10 @@ class ConsumerWorker:
         if now >= self._next_claim_at:
             self._next_claim_at = now + self._options.claim_interval_ms / 1000
             await self._reclaim_idle()
+        if self._options.delete_idle_consumer_ms and now >= self._next_sweep_at:
+            # Often enough to notice a consumer crossing the limit, never more than once a minute.
+            self._next_sweep_at = now + min(self._options.delete_idle_consumer_ms / 2000, 60.0)
+            await self._remove_idle_consumers()
         deliveries = await self._read_new()
         if deliveries:
             await self._process(deliveries)
@@ -311,6 +319,27 @@ class ConsumerWorker:
                     await self._process(deliveries)
                 if next_cursor in ("0-0", "0"):
                     break
+
+    async def _remove_idle_consumers(self) -> None:
+        """Forget consumers of the group that stopped long ago and hold nothing (XGROUP DELCONSUMER).
+
+        Only a consumer with no pending entry may go: deleting one would drop its pending entries from
+        the group for good. Pending is re-checked right before the delete, and a consumer idle this long
+        is not reading (a live one polls every CONSUMER_BLOCK_MS).
+        """
+        limit = self._options.delete_idle_consumer_ms
+        for stream in self._streams:
+            for info in await self._redis.xinfo_consumers(stream, self.group):
+                name = info["name"]
+                if name == self.consumer or info["pending"] or info["idle"] < limit:
+                    continue
+                held = await self._redis.xpending_range(
+                    stream, self.group, min="-", max="+", count=1, consumername=name
+                )
+                if held:
+                    continue
+                await self._redis.xgroup_delconsumer(stream, self.group, name)
+                self._log.info("worker.idle_consumer_removed", stream=stream, removed=name, idle_ms=info["idle"])
 
     async def _count_deliveries(self, deliveries: list[Delivery]) -> None:
         """Fill in how many times each entry was delivered (XPENDING knows; XREADGROUP does not say)."""

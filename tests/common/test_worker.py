@@ -61,6 +61,7 @@ def options(**overrides: int) -> WorkerOptions:
         "claim_interval_ms": 50,
         "retry_delay_ms": 10,
         "max_deliveries": 3,
+        "delete_idle_consumer_ms": 0,
     }
     base.update(overrides)
     return WorkerOptions(**base)
@@ -399,3 +400,26 @@ async def test_no_ack_records_when_trace_retention_is_zero(redis, pool):
         await eventually(lambda: _has(pool, 1), what="applied")
         await eventually(lambda: _zero_pending(redis), what="acknowledged")
     assert await redis.exists(ack_record_key(event.id)) == 0
+
+
+async def test_consumers_gone_idle_with_nothing_pending_are_removed_but_never_one_holding_entries(redis, pool):
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await redis.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)  # a replica that left cleanly
+    held = await publish(redis, "held by a crashed replica")
+    await redis.xreadgroup(GROUP, "crashed", {STREAM: ">"}, count=1)  # took it, never acknowledged
+
+    async def consumers() -> set[str]:
+        return {c["name"] for c in await redis.xinfo_consumers(STREAM, GROUP)}
+
+    async with running(redis, pool, {"thing": insert_thing}, delete_idle_consumer_ms=300):
+
+        async def ghost_removed() -> bool:
+            return "ghost" not in await consumers()
+
+        await eventually(ghost_removed, what="the idle consumer removed")
+        # The crashed one still holds its entry (claim_idle_ms is long here), so it must stay: deleting it
+        # would drop the entry from the group's pending list for good.
+        assert "crashed" in await consumers()
+        pending = await redis.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
+        assert [(p["consumer"], p["message_id"]) for p in pending] == [("crashed", pending[0]["message_id"])]
+        assert (await redis.xrange(STREAM, pending[0]["message_id"], pending[0]["message_id"]))[0][1]["id"] == held.id
