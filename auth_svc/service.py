@@ -218,5 +218,15 @@ class AuthService:
         await store.revoke_sessions(conn, session_ids, reason)
 
 
+async def snapshot_users(conn: asyncpg.Connection, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+    users = await store.users_page(conn, after, limit)
+    last = users[-1]["id"] if len(users) == limit else None
+    return [user_event("newUser", user, "") for user in users], last
+
+
+# What `swarm republish` can re-publish from here (common/republish.py).
+SNAPSHOTS = {"users": snapshot_users}
+
+
 def _rank(role: str) -> int:
     return {"user": 0, "admin": 1, "superadmin": 2}[role]

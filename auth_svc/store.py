@@ -165,3 +165,11 @@ async def revoke_sessions(conn: asyncpg.Connection, session_ids: list[str], reas
         session_ids,
         reason,
     )
+
+
+async def users_page(conn: asyncpg.Connection, after: str | None, limit: int) -> list[Record]:
+    """Users in id order after `after` (a snapshot page; see SNAPSHOTS in service.py)."""
+    rows = await conn.fetch(
+        f"SELECT {USER_COLUMNS} FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", after, limit
+    )
+    return [dict(r) for r in rows]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import structlog
 
 from comment_svc import store
@@ -149,3 +150,14 @@ class CommentService:
                 raise NotFound(COMMENT_NOT_FOUND)
             await enqueue(conn, [comment_deleted_event(deleted, _counts(card), caller.user_id)])
         log.info("comment.deleted", comment_id=comment_id, card_id=comment["card_id"])
+
+
+async def snapshot_comments(conn: asyncpg.Connection, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+    """Each comment with its card's current count and counter (what project_svc keeps of them)."""
+    comments = await store.comments_page(conn, after, limit)
+    batch = [comment_event("newComment", comment, _counts(comment), "") for comment in comments]
+    return batch, comments[-1]["id"] if len(comments) == limit else None
+
+
+# What `swarm republish` can re-publish from here (common/republish.py).
+SNAPSHOTS = {"comments": snapshot_comments}

@@ -253,3 +253,16 @@ async def delete_comment(conn: asyncpg.Connection, comment_id: str) -> Record | 
     return _row(
         await conn.fetchrow(f"DELETE FROM comments AS c WHERE c.id = $1 RETURNING {COMMENT_COLUMNS}", comment_id)
     )
+
+
+async def comments_page(conn: asyncpg.Connection, after: str | None, limit: int) -> list[Record]:
+    """Comments in id order with their card's current count (a snapshot page for swarm republish)."""
+    rows = await conn.fetch(
+        f"SELECT {COMMENT_COLUMNS}, coalesce(n.total, 0) AS total_comments, "
+        "coalesce(n.version, 0) AS total_comments_version FROM comments c "
+        "LEFT JOIN card_comment_counts n ON n.card_id = c.card_id "
+        "WHERE $1::uuid IS NULL OR c.id > $1 ORDER BY c.id LIMIT $2",
+        after,
+        limit,
+    )
+    return [dict(r) for r in rows]

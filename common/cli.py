@@ -4,7 +4,8 @@ Kept thin: `up` is `common.supervisor.Swarm` plus signal handling and a table of
 `swarm users` live with the service that owns the data (`auth_svc/cli.py`) and are mounted here only
 when their package is installed, so common never imports a service package at import time. The
 stream-inspection views (`swarm streams`, `swarm dlq`, `swarm trace`) live in `common/streams_cli.py`
-and the convergence check (`swarm check`) in `common/check_cli.py`, mounted the same way so `swarm up`
+the convergence check (`swarm check`) in `common/check_cli.py` and replica rebuild (`swarm republish`) in
+`common/republish_cli.py`, mounted the same way so `swarm up`
 does not import them.
 """
 
@@ -35,6 +36,7 @@ SUBCOMMAND_GROUPS: tuple[tuple[str, str], ...] = (
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("trace", "common.streams_cli:trace"),
     ("check", "common.check_cli:check"),
+    ("republish", "common.republish_cli:republish_command"),
 )
 
 DataDir = Annotated[

@@ -35,11 +35,12 @@ _card_status = CardStatusEventSchema()
 _card_deleted = CardDeletedEventSchema()
 
 
-def _event(kind: str, data: dict[str, Any], actor: Principal) -> Event:
-    return Event.new(kind, data, producer=PRODUCER, actor_id=actor.user_id)
+def _event(kind: str, data: dict[str, Any], actor: Principal | None) -> Event:
+    # No actor: a snapshot re-published by an operator (swarm republish), not anyone's change.
+    return Event.new(kind, data, producer=PRODUCER, actor_id=actor.user_id if actor else "")
 
 
-def project_event(kind: str, project: Record, actor: Principal) -> Event:
+def project_event(kind: str, project: Record, actor: Principal | None) -> Event:
     return _event(kind, _project.dump(project), actor)
 
 
@@ -48,12 +49,12 @@ def project_deleted(deleted: Record, actor: Principal) -> Event:
     return _event("deleteProject", _project_deleted.dump({**deleted, "version": deleted["version"] + 1}), actor)
 
 
-def member_event(member: Record, actor: Principal) -> Event:
+def member_event(member: Record, actor: Principal | None) -> Event:
     kind = "addMember" if member["active"] else "removeMember"
     return _event(kind, _member.dump(member), actor)
 
 
-def card_event(kind: str, card: Record, actor: Principal) -> Event:
+def card_event(kind: str, card: Record, actor: Principal | None) -> Event:
     return _event(kind, _card.dump(card), actor)
 
 

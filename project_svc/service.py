@@ -254,3 +254,25 @@ class ProjectService:
     async def _check_assignee(self, conn: asyncpg.Connection, project_id: str, assignee_id: str | None) -> None:
         if assignee_id is not None and await store.member_role(conn, project_id, assignee_id) is None:
             raise ValidationFailed(details={"assignee_id": ["is not a member of this project"]})
+
+
+# -- snapshots (swarm republish, common/republish.py) -------------------------------------------------
+
+
+async def snapshot_projects(conn: asyncpg.Connection, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+    """Each project, then all its memberships (removed ones as removeMember), with their versions."""
+    projects = await store.projects_page(conn, after, limit)
+    memberships = await store.memberships_of(conn, [p["id"] for p in projects])
+    batch = [events.project_event("newProject", project, None) for project in projects]
+    batch += [events.member_event(member, None) for member in memberships]
+    return batch, projects[-1]["id"] if len(projects) == limit else None
+
+
+async def snapshot_cards(conn: asyncpg.Connection, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+    cards = await store.cards_page(conn, after, limit)
+    return [events.card_event("newCard", card, None) for card in cards], cards[-1]["id"] if len(
+        cards
+    ) == limit else None
+
+
+SNAPSHOTS = {"projects": snapshot_projects, "cards": snapshot_cards}

@@ -326,3 +326,29 @@ async def claim_cards_due(conn: asyncpg.Connection, after: datetime, until: date
 async def mark_reminded(conn: asyncpg.Connection, card_ids: list[str]) -> None:
     """Remember the due date each card was reminded of. Not a change of the card: no version bump."""
     await conn.execute("UPDATE cards SET reminded_due_date = due_date WHERE id = ANY($1::uuid[])", card_ids)
+
+
+# -- snapshots (swarm republish) --------------------------------------------------------------------
+
+
+async def projects_page(conn: asyncpg.Connection, after: str | None, limit: int) -> list[Record]:
+    rows = await conn.fetch(
+        f"SELECT {PROJECT_COLUMNS} FROM projects WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", after, limit
+    )
+    return [dict(r) for r in rows]
+
+
+async def memberships_of(conn: asyncpg.Connection, project_ids: list[str]) -> list[Record]:
+    """Every membership of these projects, removed ones too (their removal must replicate as well)."""
+    rows = await conn.fetch(
+        f"SELECT {MEMBER_COLUMNS} FROM members WHERE project_id = ANY($1::uuid[]) ORDER BY project_id, user_id",
+        project_ids,
+    )
+    return [dict(r) for r in rows]
+
+
+async def cards_page(conn: asyncpg.Connection, after: str | None, limit: int) -> list[Record]:
+    rows = await conn.fetch(
+        f"SELECT {CARD_COLUMNS} FROM cards WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", after, limit
+    )
+    return [dict(r) for r in rows]

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from common import topology
 from tests.e2e.client import Account, Api
@@ -234,3 +235,30 @@ async def test_9_swarm_check_is_clean_and_names_a_tampered_replica_row(system):
     assert finding["check"] == "notif_svc.users" and finding["kind"] == "different"
     assert finding["key"] == [story.carol.id]
     assert finding["replica"][1] == "mallory" and finding["source"][1] == story.carol.username
+
+
+def swarm(system, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    command = [sys.executable, "-c", "from common.cli import main; main()", *args, "--data-dir", str(system.data_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+async def test_10_a_wiped_user_replica_is_rebuilt_by_swarm_republish_after_the_streams_were_trimmed(system):
+    client = aioredis.from_url(system.redis_url, decode_responses=True)
+    try:
+        async for key in client.scan_iter(match="events:*", _type="STREAM"):
+            await client.xtrim(key, maxlen=0, approximate=False)
+    finally:
+        await client.aclose()
+    conn = await asyncpg.connect(system.database_url_of(topology.spec_for("notif_svc")))
+    try:
+        await conn.execute("TRUNCATE users")
+    finally:
+        await conn.close()
+    assert (await asyncio.to_thread(swarm, system, "check")).returncode == 1
+
+    republished = await asyncio.to_thread(swarm, system, "republish", "users")
+    assert republished.returncode == 0, republished.stderr
+    assert republished.stdout.startswith("3 events of users queued in auth_svc's outbox")
+    rebuilt = await asyncio.to_thread(swarm, system, "check", "--wait", "10", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stdout
+    assert json.loads(rebuilt.stdout)["checked"]["notif_svc.users"] == 3
