@@ -15,6 +15,9 @@ times, so the worker records them (`common.worker`, `ack_record_key`).
 
 The lookups that scan (`find_events`, the dead-letter counts) read whole streams page by page: fine for
 debugging, bounded by `limit` / `scan_limit`, never for a request path of the product.
+
+Removing entries (trimming below what every group has acknowledged, archiving them first) is
+`common/retention.py`, on top of these names and decoded entries.
 """
 
 from __future__ import annotations
