@@ -7,14 +7,19 @@ from aiohttp import web
 from auth_svc.schemas import (
     ChangePasswordRequest,
     ChangeRoleRequest,
+    JwksSchema,
     LoginRequest,
     RefreshRequest,
     RegisterRequest,
+    RegisterResponse,
+    TokenPairSchema,
     UpdateMeRequest,
     UserListQuery,
+    UserSchema,
 )
 from auth_svc.service import AuthService, user_view
 from common.keys import public_jwk
+from common.openapi import doc, offset_page_of
 from common.runtime import runtime_of
 from common.validation import offset_page, parse_body, parse_query
 from common.web import json_response, principal, public
@@ -27,6 +32,14 @@ def _service(request: web.Request) -> AuthService:
     return request.app[AUTH_SERVICE]
 
 
+@doc(
+    "Register a new user",
+    description="Answers the user and a token pair. Rate limited per client IP at the gateway.",
+    request=RegisterRequest,
+    response=RegisterResponse,
+    status=201,
+    errors={409: "username or email already taken (case-insensitive)"},
+)
 @public
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterRequest())
@@ -34,6 +47,13 @@ async def register(request: web.Request) -> web.Response:
     return json_response({"user": user_view(user), **tokens.to_dict()}, status=201)
 
 
+@doc(
+    "Log in",
+    description="`username` may be the email. Rate limited per client IP at the gateway.",
+    request=LoginRequest,
+    response=TokenPairSchema,
+    errors={401: "bad credentials, the same answer for an unknown user and a wrong password (`invalid_credentials`)"},
+)
 @public
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest())
@@ -41,6 +61,13 @@ async def login(request: web.Request) -> web.Response:
     return json_response(tokens.to_dict())
 
 
+@doc(
+    "Exchange a refresh token for a new token pair",
+    description="Refresh tokens rotate: reusing a spent one is a 401 and revokes that whole session.",
+    request=RefreshRequest,
+    response=TokenPairSchema,
+    errors={401: "invalid, expired, revoked or already used refresh token"},
+)
 @public
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshRequest())
@@ -49,42 +76,67 @@ async def refresh(request: web.Request) -> web.Response:
     return json_response(tokens.to_dict())
 
 
+@doc("The public key that verifies access tokens (JWKS)", response=JwksSchema)
 @public
 async def jwks(request: web.Request) -> web.Response:
     public_pem = runtime_of(request.app).settings.read_public_key()
     return json_response({"keys": [public_jwk(public_pem, JWKS_KEY_ID)]})
 
 
+@doc("Log out: revoke this session (its refresh token and access token)", status=204)
 async def logout(request: web.Request) -> web.Response:
     await _service(request).logout(principal(request))
     return web.Response(status=204)
 
 
+@doc("The current user", response=UserSchema)
 async def get_me(request: web.Request) -> web.Response:
     return json_response(user_view(await _service(request).get_user(principal(request).user_id)))
 
 
+@doc(
+    "Update my profile",
+    description="Publishes `updateUser`.",
+    request=UpdateMeRequest,
+    response=UserSchema,
+    errors={409: "email already taken"},
+)
 async def update_me(request: web.Request) -> web.Response:
     changes = await parse_body(request, UpdateMeRequest())
     return json_response(user_view(await _service(request).update_me(principal(request), changes)))
 
 
+@doc(
+    "Change my password",
+    description="Revokes every other session of the user.",
+    request=ChangePasswordRequest,
+    status=204,
+)
 async def change_password(request: web.Request) -> web.Response:
     body = await parse_body(request, ChangePasswordRequest())
     await _service(request).change_password(principal(request), body["current_password"], body["new_password"])
     return web.Response(status=204)
 
 
+@doc("List users", description="`?search=` on username.", query=UserListQuery, response=offset_page_of(UserSchema))
 async def list_users(request: web.Request) -> web.Response:
     query = parse_query(request, UserListQuery())
     users, total = await _service(request).list_users(query["search"], query["limit"], query["offset"])
     return json_response(offset_page([user_view(u) for u in users], total, query["limit"], query["offset"]))
 
 
+@doc("One user", response=UserSchema)
 async def get_user(request: web.Request) -> web.Response:
     return json_response(user_view(await _service(request).get_user(request.match_info["user_id"])))
 
 
+@doc(
+    "Change a user's role",
+    description="Admins only; only a superadmin grants or removes admin rights; nobody changes their own role.",
+    request=ChangeRoleRequest,
+    response=UserSchema,
+    errors={403: ""},
+)
 async def change_role(request: web.Request) -> web.Response:
     body = await parse_body(request, ChangeRoleRequest())
     user = await _service(request).change_role(principal(request), request.match_info["user_id"], body["role"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from common.notices import NOTICE_EVENT, NoticeSchema
 from common.validation import OffsetPageQuery
 
 ROLES = ("user", "admin", "superadmin")
@@ -76,3 +77,28 @@ class TokenPairSchema(Schema):
 
 class RegisterResponse(TokenPairSchema):
     user = fields.Nested(UserSchema)
+
+
+class JwkSchema(Schema):
+    kty = fields.Str(metadata={"example": "OKP"})
+    crv = fields.Str(metadata={"example": "Ed25519"})
+    x = fields.Str(metadata={"description": "the public key, base64url"})
+    alg = fields.Str(metadata={"example": "EdDSA"})
+    use = fields.Str(metadata={"example": "sig"})
+    kid = fields.Str()
+
+
+class JwksSchema(Schema):
+    """GET /auth/jwks.json (RFC 7517)."""
+
+    keys = fields.List(fields.Nested(JwkSchema))
+
+
+# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
+
+# Each event this service publishes → the schema its `data` is dumped with.
+PUBLISHES: dict[str, type[Schema]] = {
+    "newUser": UserEventSchema,
+    "updateUser": UserEventSchema,
+    NOTICE_EVENT: NoticeSchema,
+}

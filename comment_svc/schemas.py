@@ -7,6 +7,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from common.notices import NOTICE_EVENT, NoticeSchema
+from common.replica import UserReplicaSchema
 from common.validation import CursorPageQuery
 
 BODY_MAX = 10_000
@@ -45,7 +47,13 @@ class CommentSchema(Schema):
     card_id = fields.Str()
     project_id = fields.Str()
     author_id = fields.Str()
-    author = fields.Method("_author")
+    author = fields.Method(
+        "_author",
+        metadata={  # a computed field: its shape, for the API documentation (AuthorSchema)
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "username": {"type": "string", "nullable": True}},
+        },
+    )
     body = fields.Str()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
@@ -147,3 +155,29 @@ class CardEventSchema(_Replicated):
 class CardDeletedEventSchema(_Replicated):
     id = UuidStr(required=True)
     project_id = UuidStr(required=True)
+
+
+# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
+
+# Each event this service publishes → the schema its `data` is dumped with.
+PUBLISHES: dict[str, type[Schema]] = {
+    "newComment": CommentEventSchema,
+    "updateComment": CommentEventSchema,
+    "deleteComment": CommentDeletedEventSchema,
+    NOTICE_EVENT: NoticeSchema,
+}
+
+# Each event this service consumes (consumers.HANDLERS) → the schema its handler loads `data` with.
+CONSUMES: dict[str, type[Schema]] = {
+    "newUser": UserReplicaSchema,
+    "updateUser": UserReplicaSchema,
+    "newProject": ProjectEventSchema,
+    "updateProject": ProjectEventSchema,
+    "deleteProject": ProjectDeletedEventSchema,
+    "addMember": MemberEventSchema,
+    "removeMember": MemberEventSchema,
+    "newCard": CardEventSchema,
+    "updateCard": CardEventSchema,
+    "changeCardStatus": CardEventSchema,
+    "deleteCard": CardDeletedEventSchema,
+}

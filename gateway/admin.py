@@ -19,6 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from common import streams
 from common.errors import Forbidden, NotFound
+from common.openapi import doc
 from common.runtime import runtime_of
 from common.validation import parse_query
 from common.web import Handler, json_response, principal
@@ -47,6 +48,7 @@ def _entry_id(value: str) -> None:
 
 
 _COUNT = validate.Range(1, streams.MAX_COUNT)
+_DLQ_ID = {"id": "the dead letter's entry id in `events:dlq`"}
 
 
 class EntriesQuery(Schema):
@@ -81,16 +83,31 @@ class DeadLetterQuery(Schema):
     group = fields.Str(load_default=None, validate=validate.Length(1, 200))
 
 
+@doc(
+    "Every event stream: length, first/last entry, groups, lag, pending, dead letters", response=streams.StreamsOverview
+)
 @admin_only
 async def list_streams(request: web.Request) -> web.Response:
     return json_response(await streams.list_streams(_redis(request)))
 
 
+@doc(
+    "One stream: its groups (pending, lag, last delivered id) and their consumers (pending, idle)",
+    response=streams.StreamDetail,
+    path_params={"stream": "a stream: `newCard` or `events:newCard`"},
+)
 @admin_only
 async def show_stream(request: web.Request) -> web.Response:
     return json_response(await streams.show_stream(_redis(request), request.match_info["stream"]))
 
 
+@doc(
+    "Browse a stream's entries as decoded envelopes",
+    description="`next_from` is the `from` of the next page (same direction).",
+    query=EntriesQuery,
+    response=streams.EntryPage,
+    path_params={"stream": "a stream: `newCard` or `events:newCard`"},
+)
 @admin_only
 async def stream_entries(request: web.Request) -> web.Response:
     query = parse_query(request, EntriesQuery())
@@ -98,6 +115,12 @@ async def stream_entries(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+@doc(
+    "A group's pending entries: who holds each, idle time, deliveries",
+    query=PendingQuery,
+    response=streams.PendingPage,
+    path_params={"stream": "a stream: `newCard` or `events:newCard`", "group": "a consumer group (a service name)"},
+)
 @admin_only
 async def pending_entries(request: web.Request) -> web.Response:
     query = parse_query(request, PendingQuery())
@@ -105,6 +128,12 @@ async def pending_entries(request: web.Request) -> web.Response:
     return json_response(await streams.pending_entries(_redis(request), stream, group, **query))
 
 
+@doc(
+    "Find an event by id across every stream, with each group's state for it",
+    query=EventQuery,
+    response=streams.EventSearch,
+    path_params={"event_id": "the event's id (its envelope `id`)"},
+)
 @admin_only
 async def find_event(request: web.Request) -> web.Response:
     query = parse_query(request, EventQuery())
@@ -115,6 +144,11 @@ async def find_event(request: web.Request) -> web.Response:
     return json_response(found)
 
 
+@doc(
+    "Every event a request caused (`?correlation_id=<X-Request-ID>`), in order",
+    query=EventSearchQuery,
+    response=streams.EventSearch,
+)
 @admin_only
 async def search_events(request: web.Request) -> web.Response:
     """`?correlation_id=<X-Request-ID>`: every event a request caused, in order (what `swarm trace` shows)."""
@@ -122,22 +156,30 @@ async def search_events(request: web.Request) -> web.Response:
     return json_response(await streams.find_events(_redis(request), **query))
 
 
+@doc("Dead letters in `events:dlq`", query=DeadLetterQuery, response=streams.DeadLetterPage)
 @admin_only
 async def list_dead_letters(request: web.Request) -> web.Response:
     query = parse_query(request, DeadLetterQuery())
     return json_response(await streams.list_dead_letters(_redis(request), **query))
 
 
+@doc("One dead letter, with its envelope", response=streams.DeadLetter, path_params=_DLQ_ID)
 @admin_only
 async def show_dead_letter(request: web.Request) -> web.Response:
     return json_response(await streams.get_dead_letter(_redis(request), request.match_info["id"]))
 
 
+@doc(
+    "Put a dead letter back on its stream, for its group only",
+    response=streams.ReplayResult,
+    path_params=_DLQ_ID,
+)
 @admin_only
 async def replay_dead_letter(request: web.Request) -> web.Response:
     return json_response(await streams.replay_dead_letter(_redis(request), request.match_info["id"]))
 
 
+@doc("Drop a dead letter", status=204, path_params=_DLQ_ID)
 @admin_only
 async def drop_dead_letter(request: web.Request) -> web.Response:
     await streams.drop_dead_letter(_redis(request), request.match_info["id"])

@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
+from common.openapi import doc
 from common.runtime import runtime_of
 from common.validation import parse_query
 from common.web import json_response, principal
-from notif_svc.schemas import FeedQuery
+from notif_svc.schemas import FeedQuery, NotificationPageSchema, UnreadCountSchema
 from notif_svc.service import NotificationService
 from notif_svc.store import FeedState
 from notif_svc.websocket import notifications_ws
@@ -69,6 +70,25 @@ def _validators(response: web.StreamResponse, request: web.Request, etag: str, s
     response.headers["Cache-Control"] = "private, no-cache"
 
 
+@doc(
+    "My notifications, newest first",
+    description="Polling contract: answers carry `ETag`, `Last-Modified` and `X-Poll-Interval`; send the ETag "
+    "back as `If-None-Match` (or the date as `If-Modified-Since`) and an unchanged feed answers 304 without "
+    "touching the feed. `?wait=N` (N ≤ `NOTIF_MAX_WAIT_S`, 30 by default) holds a not-modified poll until "
+    "a notification arrives (200) or N seconds pass (304). `?unread=true` lists unread ones only.",
+    query=FeedQuery(max_wait_s=30),
+    response=NotificationPageSchema,
+    responses={304: "not modified since the `If-None-Match` / `If-Modified-Since` sent (no body)"},
+    response_headers={
+        "ETag": "the feed's version for this page and filter (strong validator)",
+        "Last-Modified": "when the feed last changed",
+        "X-Poll-Interval": "seconds to wait before the next poll",
+    },
+    parameters=(
+        {"in": "header", "name": "If-None-Match", "schema": {"type": "string"}, "description": "a feed ETag"},
+        {"in": "header", "name": "If-Modified-Since", "schema": {"type": "string"}, "description": "an HTTP date"},
+    ),
+)
 async def list_notifications(request: web.Request) -> web.Response:
     settings = runtime_of(request.app).settings
     query = parse_query(request, FeedQuery(max_wait_s=settings.notif_max_wait_s))
@@ -91,15 +111,18 @@ async def list_notifications(request: web.Request) -> web.Response:
     return response
 
 
+@doc("How many of my notifications are unread", response=UnreadCountSchema)
 async def unread_count(request: web.Request) -> web.Response:
     return json_response({"unread": await _service(request).unread_count(principal(request).user_id)})
 
 
+@doc("Mark a notification read", status=204)
 async def mark_read(request: web.Request) -> web.Response:
     await _service(request).mark_read(principal(request).user_id, request.match_info["notification_id"])
     return web.Response(status=204)
 
 
+@doc("Mark everything up to now read", status=204)
 async def mark_all_read(request: web.Request) -> web.Response:
     await _service(request).mark_all_read(principal(request).user_id)
     return web.Response(status=204)

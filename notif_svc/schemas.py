@@ -7,6 +7,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates
 
+from common.notices import NOTICE_EVENT, NoticeSchema
+from common.replica import UserReplicaSchema
 from common.validation import CursorPageQuery
 
 
@@ -52,3 +54,13 @@ class NotificationPageSchema(Schema):
 
 class UnreadCountSchema(Schema):
     unread = fields.Int()
+
+
+# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
+
+# Each event this service consumes (consumers.build_handlers) → the schema its handler loads `data` with.
+CONSUMES: dict[str, type[Schema]] = {
+    "newUser": UserReplicaSchema,
+    "updateUser": UserReplicaSchema,
+    NOTICE_EVENT: NoticeSchema,
+}

@@ -22,6 +22,7 @@ import structlog
 from aiohttp import WSCloseCode, web
 
 from common.errors import Unauthorized
+from common.openapi import ACCESS_TOKEN_QUERY, BEARER, doc
 from common.runtime import runtime_of
 from common.tokens import Principal, TokenVerifier, bearer_token
 from common.web import public
@@ -43,6 +44,15 @@ def _token(request: web.Request) -> str:
     return token
 
 
+@doc(
+    "WebSocket: my new notifications, pushed as they are stored",
+    description='Each message is `{"type": "notification", "data": <Notification>}`. The token comes in '
+    "`Authorization: Bearer` or, for browsers, `?access_token=`. Closed with 4001 when the session is revoked, "
+    "4002 when the token expires, 1001 at shutdown, 1013 when the client reads too slowly.",
+    status=101,
+    security=(BEARER, ACCESS_TOKEN_QUERY),
+    errors={400: "not a WebSocket upgrade request"},
+)
 @public
 async def notifications_ws(request: web.Request) -> web.StreamResponse:
     token = _token(request)

@@ -1,0 +1,248 @@
+"""The API documentation, answered by the gateway itself (no token, nothing fetched at request time):
+
+- `GET /api/v1/openapi.json`: one OpenAPI 3 document of every public path. Built at start-up from the
+  services' own route tables and `@doc`s (their `api.py` modules are importable here: same repository,
+  same image) with the builder of `common.openapi`, their paths moved under `/api/v1` the way
+  `gateway.routing` routes them (notif_svc's `/notifications/ws` is `/api/v1/ws`), plus the gateway's
+  own routes: the admin API of stream inspection (`gateway.admin`), `/health` and these.
+  A service whose package is missing, or that this gateway has no URL for, is left out: its paths
+  answer 404 here.
+- `GET /api/v1/asyncapi.json`: the AsyncAPI document of the event catalog (`common.asyncapi`).
+- `GET /docs`: Swagger UI on the OpenAPI document, its files served from the `swagger-ui-bundle`
+  package under `/docs/static/`, so the page works with no network beyond this host.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import swagger_ui_bundle
+from aiohttp import web
+
+from common import asyncapi, topology
+from common.errors import NotFound
+from common.openapi import Doc, OpenAPIBuilder, doc, doc_of
+from common.settings import Settings
+from common.web import public
+from gateway import admin, health
+from gateway.routing import API_PREFIX, ROUTES, Access, Router, access_of
+
+DOCS_PATH = "/docs"
+STATIC_PREFIX = DOCS_PATH + "/static/"
+OPENAPI_PATH = API_PREFIX + "/openapi.json"
+ASYNCAPI_PATH = API_PREFIX + "/asyncapi.json"
+SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+_ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+TAGS = {
+    "auth_svc": "Users, roles, sessions and tokens",
+    "project_svc": "Projects, their members and cards",
+    "comment_svc": "Comments on cards",
+    "notif_svc": "Notification feeds: polling, long-polling, WebSocket push",
+    "admin": "Stream inspection, for admins (answered by the gateway from Redis)",
+    "gateway": "The gateway's own routes: health and these documents",
+}
+
+DESCRIPTION = """\
+The public API of Taskswarm, generated from the services' code. Every path is under `/api/v1` except
+`/health` and `/docs`.
+
+- **Auth**: `Authorization: Bearer <access token>` (from `/auth/register`, `/auth/login` or
+  `/auth/refresh`) on everything except register, login, refresh, the JWKS, health and these documents.
+- **Errors**: `{"error": {"code", "message", "details"}}` (`Error`), with `X-Request-ID` on every answer.
+- **Pagination**: offset (`?limit=&offset=` → `{items, total, limit, offset}`) or cursor (`?limit=&cursor=`
+  → `{items, next_cursor}`); `limit` defaults to 20, at most 100.
+- **Events**: what the services tell each other is described in the AsyncAPI document at
+  `/api/v1/asyncapi.json`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Documents:
+    openapi: bytes
+    asyncapi: bytes
+
+
+DOCUMENTS = web.AppKey("api_documents", Documents)
+
+
+def public_path(service: str, path: str) -> str | None:
+    """Where the gateway exposes `service`'s `path`, or None when no rule routes it there."""
+    for rule in ROUTES:
+        if rule.service == service and rule.rewrite is not None:
+            if path == rule.rewrite or path.startswith(rule.rewrite + "/"):
+                return API_PREFIX + rule.prefix + path[len(rule.rewrite) :]
+    concrete = re.sub(r"{[^}]+}", "x", path)
+    target = Router({name: ("http://unused",) for name in {rule.service for rule in ROUTES}}).resolve(concrete)
+    if target is None or target.replicas.service != service or target.path != concrete:
+        return None
+    return API_PREFIX + path
+
+
+def _gateway_errors(method: str, path: str, secured: bool) -> dict[int, str]:
+    """What the gateway itself may answer on a proxied path, besides what the service documents."""
+    access = access_of(method, path.removeprefix(API_PREFIX))
+    extra = {
+        502: "the service answered badly (`bad_gateway`)",
+        503: "the service, or a dependency of it, is unavailable; retry",
+        504: "the service did not answer in time (`gateway_timeout`)",
+    }
+    if access is Access.TOKEN:
+        extra[429] = "rate limited per user: retry after `Retry-After` seconds"
+    elif access is Access.PUBLIC_PER_IP:
+        extra[429] = "rate limited per client IP: retry after `Retry-After` seconds"
+    return extra
+
+
+def _admin_errors(method: str, path: str, secured: bool) -> dict[int, str]:
+    return {403: "not an admin (`forbidden`)", 503: "Redis is unavailable"}
+
+
+def documented_services(settings: Settings | None = None) -> tuple[str, ...]:
+    """The services whose routes the documents show: their package is here and (given settings) the
+    gateway has a URL for them."""
+    configured = settings.upstreams() if settings is not None else None
+    return tuple(
+        spec.name
+        for spec in topology.services()
+        if topology.module_available(f"{spec.name}.api") and (configured is None or spec.name in configured)
+    )
+
+
+def build_openapi(services: tuple[str, ...]) -> dict[str, Any]:
+    builder = OpenAPIBuilder("Taskswarm API", description=DESCRIPTION)
+    for service in services:
+        module = importlib.import_module(f"{service}.api")
+        routes = web.Application()  # a bare app: only to collect the service's route table
+        module.add_routes(routes)
+        builder.tag(service, TAGS.get(service, service))
+        builder.add_router(
+            routes.router,
+            tag=service,
+            path_of=functools.partial(public_path, service),
+            extra_errors=_gateway_errors,
+        )
+    builder.tag("admin", TAGS["admin"])
+    for method, path, handler in admin.ROUTES:
+        described = doc_of(handler)
+        if described is not None:
+            builder.add_operation(method, admin.ADMIN_PREFIX + path, handler, described, "admin", _admin_errors)
+    builder.tag("gateway", TAGS["gateway"])
+    builder.add_operation("GET", "/health", health.health, HEALTH_DOC, "gateway")
+    for path, handler in ((OPENAPI_PATH, openapi_json), (ASYNCAPI_PATH, asyncapi_json), (DOCS_PATH, docs_page)):
+        builder.add_operation("GET", path, handler, _doc(handler), "gateway")
+    return builder.to_dict()
+
+
+@functools.lru_cache(maxsize=8)
+def build_documents(services: tuple[str, ...]) -> Documents:
+    """Both documents, once per process and set of services (every gateway app of a test run shares them).
+    The event catalog is the whole system's, whichever services this gateway routes to."""
+    return Documents(openapi=orjson.dumps(build_openapi(services)), asyncapi=orjson.dumps(asyncapi.document()))
+
+
+def _doc(handler: Any) -> Doc:
+    described = doc_of(handler)
+    assert described is not None, f"{handler.__name__} has no @doc"
+    return described
+
+
+HEALTH_DOC = Doc(
+    "Readiness of the gateway and of every service replica behind it",
+    response={
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "services": {
+                "type": "object",
+                "description": "per service: `status` (`ok` or `failing`) and each replica's answer by URL",
+                "additionalProperties": {"type": "object"},
+            },
+            "gateway": {"type": "object", "description": "the gateway's own checks (Redis)"},
+        },
+    },
+    responses={503: "something is not ready: the body (the same shape as the 200) says what"},
+)
+
+
+# -- handlers -----------------------------------------------------------------------------------------
+
+_STATIC = {503: None}  # built at start-up: nothing to be unavailable
+
+
+@doc("This document (OpenAPI 3)", response={"type": "object"}, errors=_STATIC)
+@public
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[DOCUMENTS].openapi, content_type="application/json")
+
+
+@doc(
+    "The event catalog (AsyncAPI 3.0): streams, envelope, each event's data",
+    response={"type": "object"},
+    errors=_STATIC,
+)
+@public
+async def asyncapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[DOCUMENTS].asyncapi, content_type="application/json")
+
+
+DOCS_HTML = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Taskswarm API</title>
+  <link rel="stylesheet" href="{STATIC_PREFIX}swagger-ui.css">
+  <link rel="icon" type="image/png" href="{STATIC_PREFIX}favicon-32x32.png" sizes="32x32">
+  <style>body {{ margin: 0; }} .events {{ font-family: sans-serif; padding: 8px 20px; }}</style>
+</head>
+<body>
+  <p class="events">Events: <a href="{ASYNCAPI_PATH}">{ASYNCAPI_PATH}</a> (AsyncAPI 3.0)</p>
+  <div id="swagger-ui"></div>
+  <script src="{STATIC_PREFIX}swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "{OPENAPI_PATH}",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      validatorUrl: null,
+      presets: [SwaggerUIBundle.presets.apis],
+      layout: "BaseLayout",
+    }});
+  </script>
+</body>
+</html>
+"""
+
+
+@doc(
+    "The API documentation, rendered (Swagger UI, served from this host)",
+    response={"type": "string"},
+    content_type="text/html",
+    errors=_STATIC,
+)
+@public
+async def docs_page(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+@public
+async def docs_asset(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = SWAGGER_UI_DIR / name
+    if not _ASSET_NAME.match(name) or not path.is_file():
+        raise NotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+def add_docs_routes(app: web.Application, settings: Settings) -> None:
+    """Mount the documents and the docs page; call before the gateway's catch-all proxy route."""
+    app[DOCUMENTS] = build_documents(documented_services(settings))
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+    app.router.add_get(ASYNCAPI_PATH, asyncapi_json)
+    app.router.add_get(DOCS_PATH, docs_page)
+    app.router.add_get(STATIC_PREFIX + "{name}", docs_asset)
