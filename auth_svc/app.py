@@ -9,11 +9,14 @@ from aiohttp import web
 from auth_svc.api import AUTH_SERVICE, add_routes
 from auth_svc.service import AuthService, PasswordHasher
 from auth_svc.tokens import TokenIssuer
-from common.runtime import database_context, outbox_context, redis_context, runtime_of
+from common.openapi import add_openapi_route
+from common.runtime import database_context, outbox_context, redis_context, retention_context, runtime_of
 from common.settings import Settings
 from common.web import create_app as create_base_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The streams this service writes to: its retention trimmer looks after them (common/retention.py).
+PUBLISHED_EVENTS = ("newUser", "updateUser", "newNotif")
 
 
 def build_service(settings: Settings, app: web.Application) -> AuthService:
@@ -32,5 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context(MIGRATIONS))
     app.cleanup_ctx.append(outbox_context)
+    app.cleanup_ctx.append(retention_context(PUBLISHED_EVENTS))
     add_routes(app)
+    add_openapi_route(app, "auth_svc")
     return app

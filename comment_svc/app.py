@@ -9,11 +9,21 @@ from aiohttp import web
 from comment_svc.api import COMMENT_SERVICE, add_routes
 from comment_svc.consumers import HANDLERS
 from comment_svc.service import CommentService
-from common.runtime import consumer_context, database_context, outbox_context, redis_context, runtime_of
+from common.openapi import add_openapi_route
+from common.runtime import (
+    consumer_context,
+    database_context,
+    outbox_context,
+    redis_context,
+    retention_context,
+    runtime_of,
+)
 from common.settings import Settings
 from common.web import create_app as create_base_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The streams this service writes to: its retention trimmer looks after them (common/retention.py).
+PUBLISHED_EVENTS = ("newComment", "updateComment", "deleteComment", "newNotif")
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -22,6 +32,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context(MIGRATIONS))
     app.cleanup_ctx.append(outbox_context)
+    app.cleanup_ctx.append(retention_context(PUBLISHED_EVENTS))
     app.cleanup_ctx.append(consumer_context(HANDLERS))
     add_routes(app)
+    add_openapi_route(app, "comment_svc")
     return app

@@ -8,6 +8,7 @@ line logged below them carries those keys without anyone passing a logger around
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,14 @@ def _orjson_dumps(obj: object, default: Callable[[Any], Any] | None = None) -> s
     return orjson.dumps(obj, default=default).decode()
 
 
+def _colours_wanted() -> bool:
+    """Colour on a terminal; NO_COLOR (no-color.org) turns it off, FORCE_COLOR on even through a pipe
+    (`swarm up` sets it for its children when it prints to a terminal itself)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or sys.stderr.isatty()
+
+
 def configure_logging(service: str, level: str = "info", fmt: str = "json") -> None:
     """Configure structlog and the stdlib root logger (aiohttp, asyncpg) to emit the same format."""
     shared: list[structlog.types.Processor] = [
@@ -29,7 +38,7 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
     ]
     renderer: structlog.types.Processor
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=_colours_wanted())
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -24,6 +26,9 @@ from redis.exceptions import RedisError
 
 from common.db import connect
 from common.events import Event
+
+if TYPE_CHECKING:
+    from common.metrics import Metrics
 
 log = structlog.get_logger("outbox")
 
@@ -47,6 +52,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -56,6 +62,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
+        self._metrics = metrics
         self.published = 0
 
     async def relay_once(self) -> int:
@@ -73,6 +80,9 @@ class OutboxRelay:
                 await pipe.execute()
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
         self.published += len(rows)
+        if self._metrics is not None:
+            for stream, count in Counter(row["stream"] for row in rows).items():
+                self._metrics.published(stream, count)
         return len(rows)
 
     def stop(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,10 @@ import structlog
 from aiohttp import web
 
 from common.db import COMMON_MIGRATIONS, create_pool, migrate
+from common.events import stream_for
+from common.metrics import Metrics
 from common.outbox import OutboxRelay
+from common.retention import RetentionLoop
 from common.settings import Settings
 from common.tokens import TokenVerifier
 from common.worker import ConsumerWorker, Handler, WorkerOptions
@@ -39,6 +42,10 @@ class Runtime:
     relay: OutboxRelay | None = None
     worker: ConsumerWorker | None = None
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    metrics: Metrics = field(init=False)  # this process's Prometheus metrics (common.metrics)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.settings.service_name, self.settings.consumer_name)
 
     def db(self) -> asyncpg.Pool:
         assert self.pool is not None, "database_context not installed"
@@ -126,6 +133,7 @@ async def outbox_context(app: web.Application) -> AsyncIterator[None]:
         settings.database_url,
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_ms / 1000,
+        metrics=rt.metrics,
     )
     task = asyncio.create_task(rt.relay.run(), name="outbox-relay")
     yield
@@ -150,6 +158,7 @@ def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
             consumer=settings.consumer_name,
             handlers=handlers,
             options=worker_options(settings),
+            metrics=rt.metrics,
         )
         worker = rt.worker
         task = asyncio.create_task(worker.run(), name="consumer-worker")
@@ -177,3 +186,31 @@ def worker_options(settings: Settings) -> WorkerOptions:
         trace_retention_s=settings.trace_retention_s,
         delete_idle_consumer_ms=settings.consumer_delete_idle_ms,
     )
+
+
+def retention_context(event_types: Iterable[str]) -> CleanupContext:
+    """Trim the streams of `event_types` (those this service produces) every `STREAM_RETENTION_INTERVAL_S`
+    to entries younger than `STREAM_RETENTION_S`, never below what a consumer group still needs, archiving
+    them to `STREAM_ARCHIVE_DIR` first when it is set (`common.retention`). Needs `redis_context`.
+    Replicas running it at once take turns per stream (a Redis lock); `STREAM_RETENTION_S=0` turns it off."""
+    streams = [stream_for(event_type) for event_type in event_types]
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        rt = runtime_of(app)
+        settings = rt.settings
+        if settings.stream_retention_s <= 0 or not streams:
+            yield
+            return
+        trimmer = RetentionLoop(
+            rt.redis_client(),
+            streams,
+            older_than_s=settings.stream_retention_s,
+            interval_s=settings.stream_retention_interval_s,
+            archive_dir=settings.stream_archive_dir or None,
+        )
+        task = asyncio.create_task(trimmer.run(), name="stream-retention")
+        yield
+        trimmer.stop()
+        await _stop_task(task, 10)
+
+    return context

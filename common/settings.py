@@ -106,6 +106,12 @@ class Settings:
     rate_limit_auth_per_minute: int = 20
     rate_limit_user_per_minute: int = 1200
 
+    # Stream retention (common/retention.py), for the services that install `retention_context`: trim the
+    # streams they produce to entries younger than this (never what a group has not acknowledged); 0: off.
+    stream_retention_s: int = 90 * 24 * 3600
+    stream_retention_interval_s: float = 3600.0  # how often the trimmer runs
+    stream_archive_dir: str = ""  # when set, entries are archived there (JSON lines, gzip) before trimming
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from `env` (default: `os.environ`), then apply keyword overrides."""

@@ -230,6 +230,9 @@ class Swarm:
             # of waiting for another consumer to reclaim them after the idle timeout.
             CONSUMER_NAME=f"{spec.name}-{socket.gethostname()}-{index}",
         )
+        if env["LOG_FORMAT"] == "console" and self.printer.color:
+            # The child writes to our pipe, not to the terminal, so it cannot see that colours would show.
+            env.setdefault("FORCE_COLOR", "1")
         db_url = self.database_url_of(spec)
         if db_url is not None:
             env["DATABASE_URL"] = db_url

@@ -3,14 +3,17 @@
 It installs, in this order (outermost first):
 - request id: reuse a sane incoming `X-Request-ID` or make one, bind it to the log context and the
   event correlation id, echo it on every response (errors included);
+- metrics: count and time every request by route template and final status (`common.metrics`);
 - errors: every exception becomes the SPEC error shape; unknown routes, wrong methods and oversized
   bodies too, so no HTML error page ever leaves a service;
 - auth: every route needs a verified bearer token unless its handler is marked `@public`.
-and `GET /health` (alive) and `GET /ready` (every registered readiness check passes).
+and `GET /health` (alive), `GET /ready` (every registered readiness check passes) and `GET /metrics`
+(Prometheus text, no token: keep it off the public network at the edge).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -32,6 +35,8 @@ from common.errors import (
     Unauthorized,
 )
 from common.events import correlation_id_var
+from common.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from common.metrics import route_of
 from common.runtime import Runtime
 from common.settings import Settings
 from common.tokens import Principal, bearer_token
@@ -101,6 +106,25 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         return response
 
 
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects and 304s: errors became responses further in
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away before its answer (nginx's code for it)
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        request.app[RUNTIME].metrics.observe_request(request.method, route_of(request), status, elapsed)
+
+
 _HTTP_ERRORS: dict[int, type[AppError]] = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 
@@ -165,6 +189,12 @@ async def ready(request: web.Request) -> web.Response:
     return json_response({"status": "ready" if ok else "not_ready", "checks": results}, 200 if ok else 503)
 
 
+@public
+async def metrics(request: web.Request) -> web.Response:
+    body = await request.app[RUNTIME].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 def create_app(settings: Settings, *, health_handler: Handler = health) -> web.Application:
     """A bare service application: middlewares, health and readiness, nothing service-specific.
 
@@ -174,10 +204,12 @@ def create_app(settings: Settings, *, health_handler: Handler = health) -> web.A
     aiohttp cannot unregister a route afterwards, so the choice is made here. Mark it `@public`.
     """
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
-    app[RUNTIME] = Runtime(settings)
+    app[RUNTIME] = runtime = Runtime(settings)
+    runtime.metrics.watch_runtime(runtime)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -25,7 +25,7 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
@@ -36,6 +36,9 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.events import DEAD_LETTER_STREAM, Event, MalformedEvent, correlation_id_var, stream_for, utcnow
+
+if TYPE_CHECKING:
+    from common.metrics import Metrics
 
 log = structlog.get_logger("worker")
 
@@ -112,6 +115,11 @@ class Delivery:
     fields: dict[str, str] | None  # None when the entry was trimmed while still pending
     deliveries: int = 1
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Entry ids repeat across streams (the relay often adds to several in one millisecond)."""
+        return self.stream, self.entry_id
+
 
 @dataclass
 class WorkerOptions:
@@ -135,7 +143,7 @@ class WorkerStats:
     dead_lettered: int = 0
     reclaimed: int = 0
     groups_recreated: int = 0
-    last_errors: dict[str, str] = field(default_factory=dict)
+    last_errors: dict[tuple[str, str], str] = field(default_factory=dict)  # (stream, entry id) → error
 
 
 def entry_key(ms_seq: str) -> tuple[int, int]:
@@ -154,6 +162,7 @@ class ConsumerWorker:
         consumer: str,
         handlers: Mapping[str, Handler],
         options: WorkerOptions | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._redis = redis
         self._pool = pool
@@ -170,8 +179,14 @@ class ConsumerWorker:
         self._next_sweep_at = 0.0
         self._claim_cursors = {stream: "0-0" for stream in self._streams}
         self.stats = WorkerStats()
+        self._metrics = metrics
         self.running = False
         self._log = log.bind(group=group, consumer=consumer)
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams this worker reads, one per event type it handles."""
+        return list(self._streams)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -361,6 +376,7 @@ class ConsumerWorker:
             if delivery.fields is None:
                 self._log.warning("worker.entry_trimmed", stream=delivery.stream, entry_id=delivery.entry_id)
                 to_ack.append(delivery)
+                self._count(delivery.stream, "skipped")
                 continue
             try:
                 event = Event.from_fields(delivery.fields)
@@ -370,39 +386,48 @@ class ConsumerWorker:
             if delivery.deliveries > self._options.max_deliveries:
                 # Delivered too often without an ack, typically a consumer crashing on it every time.
                 reason = self.stats.last_errors.get(
-                    delivery.entry_id, "delivered repeatedly without being acknowledged (consumer crashed?)"
+                    delivery.key, "delivered repeatedly without being acknowledged (consumer crashed?)"
                 )
                 await self._dead_letter(delivery, event, reason)
                 continue
             replay_for = delivery.fields.get(REPLAY_FOR_FIELD)
             if replay_for and replay_for != self.group:
                 to_ack.append(delivery)  # a dead letter put back for another group: not ours to apply
+                self._count(delivery.stream, "skipped")
                 continue
             if event.type not in self._handlers:
-                self._log.warning("worker.no_handler", event_type=event.type, stream=delivery.stream)
+                self._log.warning(
+                    "worker.no_handler",
+                    event_type=event.type,
+                    stream=delivery.stream,
+                    event_id=event.id,
+                    correlation_id=event.correlation_id,
+                )
                 to_ack.append(delivery)
+                self._count(delivery.stream, "skipped")
                 continue
             to_apply.append((delivery, event))
 
         failures = await self._apply_with_retry(to_apply) if to_apply else {}
         for delivery, _event in to_apply:
-            if delivery.entry_id not in failures:
+            if delivery.key not in failures:
                 to_ack.append(delivery)
         await self._ack(to_ack)
 
         for delivery, event in to_apply:
-            error = failures.get(delivery.entry_id)
+            error = failures.get(delivery.key)
             if error is None:
-                self.stats.last_errors.pop(delivery.entry_id, None)
+                self.stats.last_errors.pop(delivery.key, None)
                 continue
             self.stats.failed += 1
-            self.stats.last_errors[delivery.entry_id] = error
+            self.stats.last_errors[delivery.key] = error
             if delivery.deliveries >= self._options.max_deliveries:
                 await self._dead_letter(delivery, event, error)
             else:
+                self._count(delivery.stream, "retried")
                 self._schedule_retry(delivery.deliveries)
 
-    async def _apply_with_retry(self, batch: list[tuple[Delivery, Event]]) -> dict[str, str]:
+    async def _apply_with_retry(self, batch: list[tuple[Delivery, Event]]) -> dict[tuple[str, str], str]:
         backoff = 0.1
         while True:
             try:
@@ -410,7 +435,7 @@ class ConsumerWorker:
             except _TransientFailure as exc:
                 if self._stopping.is_set():
                     # Give up on this batch without acking anything: it stays pending for next time.
-                    return {d.entry_id: f"not applied before shutdown: {exc}" for d, _ in batch}
+                    return {d.key: f"not applied before shutdown: {exc}" for d, _ in batch}
                 # A lost race between concurrent batches is routine; an unreachable database is not.
                 conflict = isinstance(exc.__cause__, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError))
                 event_name = "worker.batch_conflict_retry" if conflict else "worker.database_unavailable"
@@ -418,11 +443,12 @@ class ConsumerWorker:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
-    async def _apply(self, batch: list[tuple[Delivery, Event]]) -> dict[str, str]:
-        """Apply a batch in one transaction; return entry id → error for the events that failed."""
-        failures: dict[str, str] = {}
+    async def _apply(self, batch: list[tuple[Delivery, Event]]) -> dict[tuple[str, str], str]:
+        """Apply a batch in one transaction; return (stream, entry id) → error for the events that failed."""
+        failures: dict[tuple[str, str], str] = {}
         applied = duplicates = 0
-        committed_callbacks: list[AfterCommit] = []
+        outcomes: list[tuple[str, str]] = []  # (stream, outcome), counted once the batch committed
+        committed_callbacks: list[tuple[Event, AfterCommit]] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 for delivery, event in batch:
@@ -430,20 +456,28 @@ class ConsumerWorker:
                     outcome = await self._apply_one(conn, delivery, event, callbacks)
                     if outcome == "applied":
                         applied += 1
-                        committed_callbacks += callbacks
+                        committed_callbacks += [(event, callback) for callback in callbacks]
+                        outcomes.append((delivery.stream, outcome))
                     elif outcome == "duplicate":
                         duplicates += 1
+                        outcomes.append((delivery.stream, outcome))
                     else:
-                        failures[delivery.entry_id] = outcome
+                        failures[delivery.key] = outcome
         except _TRANSIENT_DB_ERRORS as exc:
             raise _TransientFailure(repr(exc)) from exc
         self.stats.applied += applied
         self.stats.duplicates += duplicates
-        for callback in committed_callbacks:
-            try:
-                await callback()
-            except Exception as exc:  # the data is committed; a lost wake-up only delays a reader
-                self._log.warning("worker.after_commit_failed", error=repr(exc))
+        for stream, outcome in outcomes:
+            self._count(stream, outcome)
+        for event, callback in committed_callbacks:
+            # Bound like the handler that registered it, so its log lines say which event they follow.
+            with structlog.contextvars.bound_contextvars(
+                event_id=event.id, correlation_id=event.correlation_id, event_type=event.type
+            ):
+                try:
+                    await callback()
+                except Exception as exc:  # the data is committed; a lost wake-up only delays a reader
+                    self._log.warning("worker.after_commit_failed", error=repr(exc))
         return failures
 
     async def _apply_one(
@@ -531,7 +565,8 @@ class ConsumerWorker:
             self._record_ack(pipe, fields["event_id"] or (delivery.fields or {}).get("id", ""), int(time.time() * 1000))
             await pipe.execute()
         self.stats.dead_lettered += 1
-        self.stats.last_errors.pop(delivery.entry_id, None)
+        self._count(delivery.stream, "dead_lettered")
+        self.stats.last_errors.pop(delivery.key, None)
         self._log.error(
             "worker.dead_lettered",
             stream=delivery.stream,
@@ -541,6 +576,10 @@ class ConsumerWorker:
             deliveries=delivery.deliveries,
             error=error,
         )
+
+    def _count(self, stream: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.consumed(self.group, stream, outcome)
 
     def _schedule_retry(self, deliveries: int) -> None:
         delay_s = min(self._options.retry_delay_ms / 1000 * 2 ** max(deliveries - 1, 0), 30.0)

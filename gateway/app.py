@@ -18,6 +18,7 @@ from common.settings import Settings
 from common.web import create_app as create_base_app
 from gateway.admin import add_admin_routes
 from gateway.admission import Admission
+from gateway.apidocs import add_docs_routes
 from gateway.health import health
 from gateway.proxy import GATEWAY, Gateway, Proxy, handle
 from gateway.routing import API_PREFIX, Router
@@ -47,7 +48,9 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = Gateway(Router(settings.upstreams()), Admission(settings), Proxy(settings), WebSocketProxy(settings))
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(gateway_context)
+    runtime_of(app).metrics.watch_all_groups(runtime_of(app))  # the lag of every group, even a stopped one
     app.on_shutdown.append(close_websockets)
     add_admin_routes(app.router)  # before the catch-all, which would proxy them nowhere
+    add_docs_routes(app, settings)  # /api/v1/openapi.json and /api/v1/asyncapi.json too: before the catch-all
     app.router.add_route("*", API_PREFIX + "/{tail:.*}", handle)
     return app

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from common.errors import AppError, BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
+from common.metrics import label_route
 from common.settings import Settings
 from common.web import REQUEST_ID, REQUEST_ID_HEADER, public
 from gateway.admission import Admission
@@ -224,6 +225,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     target = gateway.router.resolve(path)
     if target is None:
         raise NotFound()
+    label_route(request, API_PREFIX + target.prefix, target.replicas.service)
     if target.websocket and is_upgrade(request):  # its own admission (the token may be in the query)
         return await gateway.websockets.relay(request, target, query, gateway.admission)
     await gateway.admission.admit(request, access_of(request.method, path), path)

@@ -57,6 +57,9 @@ ACCESS: Mapping[tuple[str, str], Access] = {
     ("POST", "/auth/login"): Access.PUBLIC_PER_IP,
     ("POST", "/auth/refresh"): Access.PUBLIC,
     ("GET", "/auth/jwks.json"): Access.PUBLIC,
+    # Answered by the gateway itself (gateway.apidocs, like `/docs`), listed so this table names them all.
+    ("GET", "/openapi.json"): Access.PUBLIC,
+    ("GET", "/asyncapi.json"): Access.PUBLIC,
 }
 
 
@@ -88,6 +91,7 @@ class Target(NamedTuple):
     path: str  # on the upstream, without API_PREFIX
     long_poll: bool
     websocket: bool
+    prefix: str = ""  # of the rule that matched: the route template in metrics, never the raw path
 
 
 class _Compiled:
@@ -135,5 +139,5 @@ class Router:
                 return None
             rule = compiled.rule
             upstream_path = path if rule.rewrite is None else rule.rewrite + path[compiled.prefix_len :]
-            return Target(compiled.replicas, upstream_path, rule.long_poll, rule.websocket)
+            return Target(compiled.replicas, upstream_path, rule.long_poll, rule.websocket, rule.prefix)
         return None

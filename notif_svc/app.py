@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from common.openapi import add_openapi_route
 from common.runtime import CleanupContext, consumer_context, database_context, redis_context, runtime_of
 from common.settings import Settings
 from common.web import create_app as create_base_app
@@ -75,4 +76,5 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     app.cleanup_ctx.append(consumer_context(build_handlers(service)))
     app.on_shutdown.append(_release_waiters)
     add_routes(app)
+    add_openapi_route(app, "notif_svc")
     return app

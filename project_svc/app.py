@@ -6,7 +6,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common.runtime import consumer_context, database_context, outbox_context, redis_context, runtime_of
+from common.openapi import add_openapi_route
+from common.runtime import (
+    consumer_context,
+    database_context,
+    outbox_context,
+    redis_context,
+    retention_context,
+    runtime_of,
+)
 from common.settings import Settings
 from common.web import create_app as create_base_app
 from project_svc.api import PROJECT_SERVICE, add_routes
@@ -15,6 +23,19 @@ from project_svc.reminders import REMINDERS, Reminders, reminders_context
 from project_svc.service import ProjectService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The streams this service writes to: its retention trimmer looks after them (common/retention.py).
+PUBLISHED_EVENTS = (
+    "newProject",
+    "updateProject",
+    "deleteProject",
+    "addMember",
+    "removeMember",
+    "newCard",
+    "updateCard",
+    "changeCardStatus",
+    "deleteCard",
+    "newNotif",
+)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -24,7 +45,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context(MIGRATIONS))
     app.cleanup_ctx.append(outbox_context)
+    app.cleanup_ctx.append(retention_context(PUBLISHED_EVENTS))
     app.cleanup_ctx.append(consumer_context(HANDLERS))
     app.cleanup_ctx.append(reminders_context)  # stops first at shutdown, before the relay and the pool
     add_routes(app)
+    add_openapi_route(app, "project_svc")
     return app

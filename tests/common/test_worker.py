@@ -423,3 +423,21 @@ async def test_consumers_gone_idle_with_nothing_pending_are_removed_but_never_on
         pending = await redis.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
         assert [(p["consumer"], p["message_id"]) for p in pending] == [("crashed", pending[0]["message_id"])]
         assert (await redis.xrange(STREAM, pending[0]["message_id"], pending[0]["message_id"]))[0][1]["id"] == held.id
+
+
+async def test_a_failure_in_one_stream_never_holds_back_the_same_entry_id_of_another_stream(redis, pool):
+    # The relay often adds to several streams in one millisecond, so `<ms>-0` repeats across streams.
+    async def always_fails(event: Event, conn: asyncpg.Connection) -> None:
+        raise ValueError("this one is poison")
+
+    poison = Event(type="thing", data={"name": "poison"}, producer="test")
+    fine = Event(type="other", data={"name": "fine"}, producer="test")
+    await redis.xadd(STREAM, poison.to_fields(), id="1000-0")
+    await redis.xadd(stream_for("other"), fine.to_fields(), id="1000-0")
+    handlers = {"thing": always_fails, "other": insert_thing}
+    async with running(redis, pool, handlers, max_deliveries=2):
+        await eventually(lambda: redis.xlen(DEAD_LETTER_STREAM), what="the poison dead-lettered")
+        assert await names(pool) == ["fine"]
+        assert (await redis.xpending(stream_for("other"), GROUP))["pending"] == 0  # acknowledged at once
+    [(_, letter)] = await redis.xrange(DEAD_LETTER_STREAM)
+    assert letter["stream"] == STREAM and letter["event_id"] == poison.id
