@@ -128,6 +128,19 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 _HTTP_ERRORS: dict[int, type[AppError]] = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 
+# A dependency that is down, going down or not up yet: 503, never 500. PostgreSQL answers
+# "the database system is starting up" (CannotConnectNow) while it recovers after a restart.
+_DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    RedisError,
+)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -143,7 +156,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error = error_type() if error_type else AppError(exc.reason, code=exc.reason.lower().replace(" ", "_"))
         error.status = exc.status
         return error_response(error)
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, RedisError) as exc:
+    except _DEPENDENCY_DOWN as exc:
         # A dependency is down or went away mid-request: say so, with a retryable status.
         log.warning("http.dependency_unavailable", error=repr(exc))
         return error_response(ServiceUnavailable())

@@ -7,6 +7,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import jwt
 import pytest
 import structlog
@@ -16,6 +17,7 @@ from marshmallow import Schema, fields
 
 from common.errors import Conflict, ValidationFailed
 from common.runtime import redis_context
+from common.settings import Settings
 from common.validation import (
     CursorPageQuery,
     decode_cursor,
@@ -189,3 +191,15 @@ async def test_ready_is_503_when_a_dependency_is_down(make_settings, tmp_path):
             assert (await response.json())["checks"]["redis"].startswith("failing")
     finally:
         server.stop()
+
+
+async def test_a_database_still_starting_up_is_a_503_not_a_500(servers):
+    async def starting(request: web.Request) -> web.Response:
+        raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+    app = create_app(Settings.from_env({}, log_level="warning"))
+    app.router.add_get("/starting", public(starting))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/starting")
+        assert response.status == 503
+        assert (await error_of(response))["code"] == "service_unavailable"
