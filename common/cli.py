@@ -37,6 +37,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("trace", "common.streams_cli:trace"),
     ("check", "common.check_cli:check"),
     ("republish", "common.republish_cli:republish_command"),
+    ("demo", "common.demo_cli:demo"),
 )
 
 DataDir = Annotated[

@@ -262,3 +262,18 @@ async def test_10_a_wiped_user_replica_is_rebuilt_by_swarm_republish_after_the_s
     rebuilt = await asyncio.to_thread(swarm, system, "check", "--wait", "10", "--json")
     assert rebuilt.returncode == 0, rebuilt.stdout
     assert json.loads(rebuilt.stdout)["checked"]["notif_svc.users"] == 3
+
+
+async def test_11_swarm_demo_fills_the_running_system_through_the_gateway(system):
+    filled = await asyncio.to_thread(
+        swarm, system, "demo", "--users", "3", "--projects", "1", "--cards", "2", "--comments", "1"
+    )
+    assert filled.returncode == 0, filled.stderr
+    assert "made 3 users, 1 projects, 2 cards, 2 comments" in filled.stdout
+    login = filled.stdout.split("log in as ")[1].split(" / ")[0]
+    async with aiohttp.ClientSession() as http:
+        api = Api(http, system.gateway_url)
+        status, _ = await api.call("POST", "/auth/login", json={"username": login, "password": "taskswarm-demo"})
+        assert status == 200
+    checked = await asyncio.to_thread(swarm, system, "check", "--wait", "10")
+    assert checked.returncode == 0, checked.stdout
