@@ -34,8 +34,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES)
 
-bench:
-	@echo "No benchmarks yet: they arrive in a later step (bench/ will hold the scripts and the report)."
+## make bench: run the benchmarks on real processes and rewrite bench/REPORT.md; BENCH_ARGS="--quick" or "--only gateway"
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## make clean: caches and build leftovers (keeps .venv and the data in .swarm/)
 clean:

@@ -1,0 +1,40 @@
+"""6. Scaling (part): newUser consumer throughput of project_svc with 1, 2 and 4 replicas."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from bench.consumer import _service_round
+from bench.report import Row, Section
+from bench.system import Servers, swarm
+
+
+def run(srv: Servers, quick: bool) -> Section:
+    n = 5_000 if quick else 20_000
+    sec = Section(
+        "scaling",
+        "6. Scaling: consumer replicas",
+        f"As in 4., {n:,} newUser events for project_svc alone, now run as 1, 2 and 4 replica processes (one "
+        "consumer group, each replica its own consumer). Reference: 1 replica, in the same run. Not measured yet: "
+        "feed and card-list latency from 10k to 1M rows.",
+    )
+    rates: dict[int, float] = {}
+    for k in (1, 2, 4):
+        with swarm(srv, only=["project_svc"], gateway=False, replicas={"project_svc": k}) as s:
+
+            async def main(url: str = s.redis_url) -> float:
+                r = aioredis.from_url(url)
+                try:
+                    await _service_round(r, 500)
+                    return await _service_round(r, n)
+                finally:
+                    await r.aclose()
+
+            rates[k] = n / asyncio.run(main())
+    for k, v in rates.items():
+        sec.rows.append(
+            Row(f"{k} replica(s)", f"{v:,.0f} events/s", f"1 replica: {rates[1]:,.0f} events/s", v / rates[1])
+        )
+    return sec

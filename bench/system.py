@@ -1,0 +1,115 @@
+"""Servers and swarms for the benchmarks: embedded Redis + PostgreSQL, the `swarm up` machinery on them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from common import topology
+from common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from common.keys import ensure_keypair
+from common.supervisor import Swarm, SwarmConfig
+
+# Benchmarks hammer one user: the per-user limit would turn them into a 429 benchmark.
+BENCH_ENV = {
+    "LOG_LEVEL": "warning",
+    "RATE_LIMIT_USER_PER_MINUTE": "1000000000",
+    "RATE_LIMIT_AUTH_PER_MINUTE": "1000000",
+}
+
+
+@dataclass
+class Servers:
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+    keys_dir: Path
+    root: Path
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[Servers]:
+    root = Path(tempfile.mkdtemp(prefix="taskswarm-bench-"))
+    os.chmod(root, 0o755)
+    postgres = EmbeddedPostgres(root / "postgres", durable=False).start()
+    redis_server = EmbeddedRedis(root / "redis").start()
+    keys_dir = root / "keys"
+    ensure_keypair(keys_dir / "jwt_private.pem", keys_dir / "jwt_public.pem")
+    try:
+        yield Servers(postgres, redis_server, keys_dir, root)
+    finally:
+        redis_server.stop()
+        postgres.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def swarm(
+    srv: Servers,
+    *,
+    replicas: Mapping[str, int] | None = None,
+    only: Sequence[str] | None = None,
+    gateway: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Swarm]:
+    """The system (or only the named services) as real processes on fresh databases and empty streams."""
+    with redis.Redis.from_url(srv.redis.url) as client:
+        client.flushall()
+    services = None if only is None else [topology.spec_for(name) for name in only]
+    config = SwarmConfig(
+        data_dir=srv.root / f"swarm-{uuid.uuid4().hex[:6]}",
+        gateway_port=free_port(),
+        replicas=dict(replicas or {}),
+        redis_url=srv.redis.url,
+        postgres_url=srv.postgres.url(),
+        keys_dir=srv.keys_dir,
+        database_suffix=f"_{uuid.uuid4().hex[:8]}",
+        log_format="json",
+        env={**BENCH_ENV, **(env or {})},
+        services=services,
+        gateway_spec=(topology.gateway() if gateway else None) if services is not None else None,
+    )
+    if services is None and not gateway:
+        config.gateway_spec = None
+    s = Swarm(config)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def versions(srv: Servers) -> dict[str, str]:
+    import platform
+
+    out: dict[str, str] = {"python": platform.python_version(), "cores": str(os.cpu_count())}
+    with redis.Redis.from_url(srv.redis.url) as client:
+        out["redis"] = str(client.info("server")["redis_version"])
+    import asyncio
+
+    import asyncpg
+
+    async def pg() -> str:
+        conn = await asyncpg.connect(srv.postgres.url())
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    out["postgres"] = asyncio.run(pg())
+    for tool, args in (("wrk", ["wrk", "--version"]), ("nginx", ["nginx", "-v"])):
+        path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+        if path is None:
+            out[tool] = "missing"
+            continue
+        r = subprocess.run([path, *args[1:]], capture_output=True, text=True)
+        out[tool] = ((r.stdout or r.stderr).strip().splitlines() or ["?"])[0]
+    return out
