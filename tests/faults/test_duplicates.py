@@ -119,7 +119,7 @@ async def test_duplicated_and_reordered_deliveries_change_nothing(system, server
         workload.start()
         chaotic = asyncio.ensure_future(chaos.run(stop))
         try:
-            await asyncio.sleep(6.0)
+            await api.answers(180, succeeded=True)
         finally:
             stop.set()
             await chaotic

@@ -126,7 +126,7 @@ async def test_consumers_killed_mid_batch_lose_nothing_and_replicas_converge(sys
         comments_1, comments_2 = supervision.child("comment_svc.1"), supervision.child("comment_svc.2")
         workload.start()
         try:
-            await asyncio.sleep(1.0)
+            await api.answers(30, succeeded=True)
             kills.append(await kill_mid_batch(supervision, redis, urls, project))
             kills.append(await kill_mid_batch(supervision, redis, urls, notif))
             # comment_svc.2 is gone for good: comment_svc.1 must reclaim what it held.
@@ -138,7 +138,7 @@ async def test_consumers_killed_mid_batch_lose_nothing_and_replicas_converge(sys
             kills.append(await kill_mid_batch(supervision, redis, urls, comments_1))
             for child in (project, notif, comments_1):
                 await back_up(supervision, child)
-            await asyncio.sleep(1.0)  # writes keep coming after the last restart
+            await api.answers(30, succeeded=True)  # writes keep coming after the last restart
         finally:
             await workload.stop()
         assert comments_2.process is None and comments_1.restarts == 1 and project.restarts == notif.restarts == 2

@@ -73,7 +73,7 @@ async def test_a_poison_event_is_dead_lettered_after_n_deliveries_while_later_ev
     )
     workload.start()
     try:
-        await asyncio.sleep(0.5)
+        await api.answers(15, succeeded=True)
         entry = await redis.xadd(poison.stream, poison.to_fields())  # type: ignore[arg-type]
         await comment_on_some_card(workload)  # a later event, whatever the pace of the workload
         await until(
@@ -83,7 +83,7 @@ async def test_a_poison_event_is_dead_lettered_after_n_deliveries_while_later_ev
             what="comments after the poison applied while it is retried",
         )
         letter = await until(lambda: dead_letter_of(redis, poison.id), timeout=10, what="the poison dead-lettered")
-        await asyncio.sleep(0.5)  # and writes still flow after it
+        await api.answers(15, succeeded=True)  # and writes still flow after it
     finally:
         await workload.stop()
 
@@ -116,7 +116,7 @@ async def test_once_the_handler_is_fixed_a_replayed_dead_letter_is_applied_exact
         audit.bug = lambda event: event.type == "newComment" and "🐛" in str(event.data.get("body", ""))
         workload.start()
         try:
-            await asyncio.sleep(0.5)
+            await api.answers(15, succeeded=True)
             comment_id = await comment_on_some_card(workload, "see log 🐛")
             await comment_on_some_card(workload)
             entry, fields = await until(
@@ -144,7 +144,7 @@ async def test_once_the_handler_is_fixed_a_replayed_dead_letter_is_applied_exact
             [(_, replayed_fields)] = await xrange(redis, replayed.stream, replayed.entry_id, replayed.entry_id)
             assert replayed_fields[REPLAY_FOR_FIELD] == GROUP
             await redis.xadd(replayed.stream, replayed_fields)  # type: ignore[arg-type]
-            await asyncio.sleep(0.5)
+            await api.answers(15, succeeded=True)
         finally:
             await workload.stop()
 

@@ -105,16 +105,16 @@ async def test_a_redis_crash_loses_no_event_thanks_to_its_append_only_file(syste
         notif = supervision.child("notif_svc.1")
         workload.start()
         try:
-            await asyncio.sleep(1.0)
+            await api.answers(30, succeeded=True)
             supervision.freeze(notif)  # a consumer lagging behind when Redis dies
-            await asyncio.sleep(1.5)
+            await api.answers(45, succeeded=True)
             backlog = await unsettled_streams(redis)
             before = {key: await redis.xrange(key, "-", "+") for key in await stream_keys(redis)}
             own_servers.redis.kill()  # kill -9: only what is in the append-only file survives
-            await asyncio.sleep(1.0)  # writes fail meanwhile; the outboxes keep their events
+            await api.answers(30)  # writes fail meanwhile; the outboxes keep their events
             await asyncio.to_thread(own_servers.redis.start)  # same folder, same port
             supervision.thaw(notif)
-            await asyncio.sleep(2.0)
+            await api.answers(60, succeeded=True)
         finally:
             await workload.stop()
         assert (
@@ -137,15 +137,15 @@ async def test_a_postgresql_crash_loses_no_write_and_dead_letters_nothing(system
         notif = supervision.child("notif_svc.1")
         workload.start()
         try:
-            await asyncio.sleep(1.0)
+            await api.answers(30, succeeded=True)
             supervision.freeze(notif)  # builds a backlog it will meet while its database is down
-            await asyncio.sleep(1.0)
+            await api.answers(30, succeeded=True)
             own_servers.postgres.stop(mode="immediate")  # a crash: recovery replays the WAL on start
             supervision.thaw(notif)
             held = await until(lambda: unsettled_streams(redis), timeout=5, what="notif_svc holding a batch")
-            await asyncio.sleep(1.5)
+            await api.answers(45)  # writes fail meanwhile
             await asyncio.to_thread(own_servers.postgres.start)  # same folder, same port
-            await asyncio.sleep(2.0)
+            await api.answers(60, succeeded=True)
         finally:
             await workload.stop()
         await assert_recovered(system, redis, workload)

@@ -71,6 +71,19 @@ class Api:
             return Reply(Outcome.DONE, status, body)
         return Reply(Outcome.UNKNOWN if status >= 500 else Outcome.REFUSED, status, body)
 
+    async def answers(self, count: int, *, succeeded: bool = False, timeout: float = 60.0) -> None:
+        """Wait until the workload got `count` more answers (only 2xx ones with `succeeded`): a fault window
+        measured in traffic that went through it, not in seconds the machine may spend elsewhere."""
+
+        def seen() -> int:
+            return sum(n for status, n in self.statuses.items() if not succeeded or 200 <= status < 300)
+
+        target = seen() + count
+        deadline = time.monotonic() + timeout
+        while seen() < target:
+            assert time.monotonic() < deadline, f"the workload made no progress: {dict(self.statuses)}"
+            await asyncio.sleep(0.01)
+
     async def read(self, path: str, who: User, *, timeout: float = 15.0, **params: Any) -> Reply:
         """A GET, retried while it fails for reasons other than the answer (5xx, no connection)."""
         deadline = time.monotonic() + timeout
