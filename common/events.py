@@ -84,6 +84,11 @@ class Event:
             raise MalformedEvent(f"data is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise MalformedEvent("data is not a JSON object")
+        try:
+            uuid.UUID(decoded["id"])
+        except ValueError:
+            # Consumers key their inbox (and traces) by this id: an entry without a real one is unusable.
+            raise MalformedEvent(f"id {decoded['id'][:64]!r} is not a UUID") from None
         return cls(
             id=decoded["id"],
             type=decoded["type"],

@@ -22,6 +22,17 @@ import asyncpg
 from marshmallow import EXCLUDE, Schema, fields
 
 from common.events import Event
+from common.worker import BulkHandler
+
+
+def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} "
+        f"WHERE {table}.version < excluded.version"
+    )
 
 
 async def upsert_if_newer(
@@ -31,16 +42,18 @@ async def upsert_if_newer(
 
     `table` and the column names come from code, never from event data (they are interpolated).
     """
-    columns = list(row)
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
-    written = await conn.fetchval(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} "
-        f"WHERE {table}.version < excluded.version RETURNING true",
-        *row.values(),
-    )
+    written = await conn.fetchval(_upsert_sql(table, list(row), key) + " RETURNING true", *row.values())
     return bool(written)
+
+
+async def upsert_many_if_newer(
+    conn: asyncpg.Connection, table: str, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str] = ("id",)
+) -> None:
+    """`upsert_if_newer` for each row in order, in one pipelined round trip (rows share their columns)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    await conn.executemany(_upsert_sql(table, columns, key), [[row[c] for c in columns] for row in rows])
 
 
 class UserReplicaSchema(Schema):
@@ -62,11 +75,22 @@ class UserReplicaSchema(Schema):
 _user_replica = UserReplicaSchema()
 
 
-async def replicate_user(event: Event, conn: asyncpg.Connection) -> None:
-    """Handler for newUser and updateUser: both carry the whole user, so one version-guarded upsert."""
+def _user_row(event: Event) -> dict[str, Any]:
     user = _user_replica.load(event.data)
     user["id"] = str(user["id"])
-    await upsert_if_newer(conn, "users", user)
+    return user
 
+
+async def _replicate_one_user(event: Event, conn: asyncpg.Connection) -> None:
+    await upsert_if_newer(conn, "users", _user_row(event))
+
+
+async def _replicate_users(events: Sequence[Event], conn: asyncpg.Connection) -> None:
+    await upsert_many_if_newer(conn, "users", [_user_row(event) for event in events])
+
+
+# Handler for newUser and updateUser: both carry the whole user, so one version-guarded upsert; a run of
+# them (a burst of sign-ups, a rebuild) is upserted in one round trip.
+replicate_user = BulkHandler(one=_replicate_one_user, many=_replicate_users)
 
 USER_REPLICA_HANDLERS = {"newUser": replicate_user, "updateUser": replicate_user}

@@ -6,9 +6,10 @@ One loop, no hidden concurrency, in this order of priority:
    following its cursor until the whole pending list was scanned;
 3. otherwise, one blocking `XREADGROUP ... >` over all followed streams, in batches.
 
-A batch is applied in one PostgreSQL transaction with a savepoint per event: the event id goes into
-the `inbox` table in the same savepoint as the handler's effect, so a redelivered event is skipped and
-a failing handler rolls back only its own event. Entries are `XACK`ed only after the commit; a crash
+A batch is applied in one PostgreSQL transaction: the event ids go into the `inbox` table in the same
+transaction as the handlers' effects, so a redelivered event is skipped. Runs of same-type events go
+to a `BulkHandler` in one call. A failing handler rolls back only its own event: the batch is then
+redone with a savepoint per event (see `_apply`). Entries are `XACK`ed only after the commit; a crash
 anywhere before that leaves them pending, to be redelivered (and skipped if they had committed).
 
 An entry whose handler fails stays pending and is retried with a growing delay; after
@@ -20,10 +21,11 @@ fault: the batch is retried as it is, without consuming deliveries, until the de
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("worker")
 
+# A handler's effects go through `conn` (or `after_commit`) and nowhere else: a batch that fails is
+# rolled back and redone, so a handler may run again for an event whose earlier run was undone.
 Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
 
 # A dead letter replayed for one group is re-added to its stream with this field naming the group;
@@ -55,6 +59,17 @@ ACK_RECORD_PREFIX = "trace:acked:"
 def ack_record_key(event_id: str) -> str:
     """Hash of group → epoch ms of the group's last acknowledgement of this event."""
     return ACK_RECORD_PREFIX + event_id
+
+
+# KEYS: ack record keys; ARGV: group, epoch ms, retention s. (Its keys span hash slots: on a Redis
+# Cluster the records would have to be written per slot.)
+_RECORD_ACKS_SCRIPT = """
+for _, key in ipairs(KEYS) do
+    redis.call('HSET', key, ARGV[1], ARGV[2])
+    redis.call('EXPIRE', key, ARGV[3])
+end
+return #KEYS
+"""
 
 
 AfterCommit = Callable[[], Awaitable[None]]
@@ -108,6 +123,58 @@ class _TransientFailure(Exception):
     """Applying a batch failed for reasons outside the events (wrapped for the retry loop)."""
 
 
+class _EventFailed(Exception):
+    """A handler failed while the batch was applied together; key None: the batch failed as a whole."""
+
+    def __init__(self, key: tuple[str, str] | None, error: str) -> None:
+        super().__init__(error)
+        self.key = key
+        self.error = error
+
+
+class _BulkFailed(Exception):
+    """A bulk handler failed on a run of events; which event is to blame is not known."""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkHandler:
+    """A handler that can also apply a run of consecutive events of its type in one go.
+
+    `one` is the handler (and what calling this object does, so replays and tests need not care);
+    `many` must have exactly the effect of `one` applied to each event in order, with fewer round
+    trips (one `executemany`, one multi-row statement). It runs without a per-event correlation id,
+    so it suits effects on the service's own tables (replica upserts), not handlers that publish.
+    """
+
+    one: Handler
+    many: Callable[[Sequence[Event], asyncpg.Connection], Awaitable[None]]
+
+    @property
+    def name(self) -> str:
+        return getattr(self.one, "__qualname__", repr(self.one))
+
+    async def __call__(self, event: Event, conn: asyncpg.Connection) -> None:
+        await self.one(event, conn)
+
+
+@dataclass(slots=True)
+class _BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    failures: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (stream, outcome) → events, counted once the batch committed (one metrics call per pair, not per event)
+    outcomes: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    callbacks: list[tuple[Event, AfterCommit]] = field(default_factory=list)
+
+    def applied_one(self, delivery: Delivery) -> None:
+        self.applied += 1
+        self.outcomes[delivery.stream, "applied"] += 1
+
+    def duplicate(self, delivery: Delivery) -> None:
+        self.duplicates += 1
+        self.outcomes[delivery.stream, "duplicate"] += 1
+
+
 @dataclass(slots=True)
 class Delivery:
     stream: str
@@ -143,6 +210,7 @@ class WorkerStats:
     dead_lettered: int = 0
     reclaimed: int = 0
     groups_recreated: int = 0
+    isolated_batches: int = 0  # batches redone one savepoint per event after a handler failed
     last_errors: dict[tuple[str, str], str] = field(default_factory=dict)  # (stream, entry id) → error
 
 
@@ -444,32 +512,38 @@ class ConsumerWorker:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _apply(self, batch: list[tuple[Delivery, Event]]) -> dict[tuple[str, str], str]:
-        """Apply a batch in one transaction; return (stream, entry id) → error for the events that failed."""
-        failures: dict[tuple[str, str], str] = {}
-        applied = duplicates = 0
-        outcomes: list[tuple[str, str]] = []  # (stream, outcome), counted once the batch committed
-        committed_callbacks: list[tuple[Event, AfterCommit]] = []
+        """Apply a batch in one transaction; return (stream, entry id) → error for the events that failed.
+
+        First together: one multi-row inbox insert, runs of same-type events handed to a bulk handler,
+        no savepoints, so a batch costs about one round trip per event, or per run. If a bulk form
+        fails, the batch is redone with single-event handlers, which name the culprit; when one event
+        fails, the transaction rolls back and the rest is redone one savepoint per event, so a failure
+        still undoes only its own event and a failing handler runs once per delivery.
+        """
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                for delivery, event in batch:
-                    callbacks: list[AfterCommit] = []
-                    outcome = await self._apply_one(conn, delivery, event, callbacks)
-                    if outcome == "applied":
-                        applied += 1
-                        committed_callbacks += [(event, callback) for callback in callbacks]
-                        outcomes.append((delivery.stream, outcome))
-                    elif outcome == "duplicate":
-                        duplicates += 1
-                        outcomes.append((delivery.stream, outcome))
-                    else:
-                        failures[delivery.key] = outcome
+            async with self._pool.acquire() as conn:
+                bulk = True
+                while True:
+                    try:
+                        result = await self._apply_together(conn, batch, bulk=bulk)
+                        break
+                    except _BulkFailed as exc:
+                        self._log.info("worker.bulk_handler_failed", error=str(exc), retrying="one event at a time")
+                        bulk = False
+                    except _EventFailed as failed:
+                        self.stats.isolated_batches += 1
+                        rest = [(d, e) for d, e in batch if d.key != failed.key]
+                        result = await self._apply_isolated(conn, rest)
+                        if failed.key is not None:
+                            result.failures[failed.key] = failed.error
+                        break
         except _TRANSIENT_DB_ERRORS as exc:
             raise _TransientFailure(repr(exc)) from exc
-        self.stats.applied += applied
-        self.stats.duplicates += duplicates
-        for stream, outcome in outcomes:
-            self._count(stream, outcome)
-        for event, callback in committed_callbacks:
+        self.stats.applied += result.applied
+        self.stats.duplicates += result.duplicates
+        for (stream, outcome), count in result.outcomes.items():
+            self._count(stream, outcome, count)
+        for event, callback in result.callbacks:
             # Bound like the handler that registered it, so its log lines say which event they follow.
             with structlog.contextvars.bound_contextvars(
                 event_id=event.id, correlation_id=event.correlation_id, event_type=event.type
@@ -478,11 +552,105 @@ class ConsumerWorker:
                     await callback()
                 except Exception as exc:  # the data is committed; a lost wake-up only delays a reader
                     self._log.warning("worker.after_commit_failed", error=repr(exc))
-        return failures
+        return result.failures
 
-    async def _apply_one(
-        self, conn: asyncpg.Connection, delivery: Delivery, event: Event, callbacks: list[AfterCommit]
-    ) -> str:
+    async def _apply_together(
+        self, conn: asyncpg.Connection, batch: list[tuple[Delivery, Event]], *, bulk: bool
+    ) -> _BatchResult:
+        result = _BatchResult()
+        async with conn.transaction():
+            try:
+                fresh = {
+                    str(row[0])
+                    for row in await conn.fetch(
+                        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest($1::uuid[], $2::text[]) "
+                        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                        [event.id for _, event in batch],
+                        [event.type for _, event in batch],
+                    )
+                }
+            except _TRANSIENT_DB_ERRORS:
+                raise
+            except Exception as exc:  # not one event's fault that we can name: isolate them all
+                raise _EventFailed(None, f"{type(exc).__name__}: {exc}") from exc
+            run: list[tuple[Delivery, Event]] = []
+            for delivery, event in batch:
+                if event.id not in fresh:  # applied before, or earlier in this very batch
+                    result.duplicate(delivery)
+                    continue
+                fresh.discard(event.id)
+                if run and run[-1][1].type != event.type:
+                    await self._apply_run(conn, run, result, bulk=bulk)
+                    run = []
+                run.append((delivery, event))
+            if run:
+                await self._apply_run(conn, run, result, bulk=bulk)
+        return result
+
+    async def _apply_run(
+        self, conn: asyncpg.Connection, run: list[tuple[Delivery, Event]], result: _BatchResult, *, bulk: bool
+    ) -> None:
+        """Apply consecutive fresh events of one type (inside the batch's transaction, no savepoint)."""
+        handler = self._handlers[run[0][1].type]
+        if bulk and len(run) > 1 and isinstance(handler, BulkHandler):
+            callbacks: list[AfterCommit] = []
+            callbacks_token = _after_commit_var.set(callbacks)
+            try:
+                await handler.many([event for _, event in run], conn)
+            except _TRANSIENT_DB_ERRORS:
+                raise
+            except Exception as exc:
+                raise _BulkFailed(f"{handler.name}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                _after_commit_var.reset(callbacks_token)
+            for delivery, _event in run:
+                result.applied_one(delivery)
+            result.callbacks += [(run[0][1], callback) for callback in callbacks]
+            return
+        for delivery, event in run:
+            callbacks = []
+            with self._handling(delivery, event, callbacks):
+                try:
+                    await handler(event, conn)
+                except _TRANSIENT_DB_ERRORS:
+                    raise
+                except Exception as exc:
+                    error = self._handler_failed(delivery, exc)
+                    raise _EventFailed(delivery.key, error) from exc
+            result.applied_one(delivery)
+            result.callbacks += [(event, callback) for callback in callbacks]
+
+    async def _apply_isolated(self, conn: asyncpg.Connection, batch: list[tuple[Delivery, Event]]) -> _BatchResult:
+        """The careful path: one savepoint per event, so a failure rolls back only its own event."""
+        result = _BatchResult()
+        async with conn.transaction():
+            for delivery, event in batch:
+                callbacks: list[AfterCommit] = []
+                with self._handling(delivery, event, callbacks):
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            first_time = await conn.fetchval(
+                                "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) "
+                                "ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                                event.id,
+                                event.type,
+                            )
+                            if not first_time:
+                                result.duplicate(delivery)
+                                continue
+                            await self._handlers[event.type](event, conn)
+                    except _TRANSIENT_DB_ERRORS:
+                        raise
+                    except Exception as exc:
+                        result.failures[delivery.key] = self._handler_failed(delivery, exc)
+                        continue
+                result.applied_one(delivery)
+                result.callbacks += [(event, callback) for callback in callbacks]
+        return result
+
+    @contextlib.contextmanager
+    def _handling(self, delivery: Delivery, event: Event, callbacks: list[AfterCommit]) -> Iterator[None]:
+        """What a handler sees while it runs: the event's correlation id, log fields and after-commit list."""
         token = correlation_id_var.set(event.correlation_id)
         callbacks_token = _after_commit_var.set(callbacks)
         try:
@@ -493,31 +661,15 @@ class ConsumerWorker:
                 stream=delivery.stream,
                 entry_id=delivery.entry_id,
             ):
-                try:
-                    async with conn.transaction():  # a savepoint: a failure undoes only this event
-                        first_time = await conn.fetchval(
-                            "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) "
-                            "ON CONFLICT (event_id) DO NOTHING RETURNING true",
-                            event.id,
-                            event.type,
-                        )
-                        if not first_time:
-                            self._log.debug("worker.duplicate_skipped")
-                            return "duplicate"
-                        await self._handlers[event.type](event, conn)
-                    return "applied"
-                except _TRANSIENT_DB_ERRORS:
-                    raise
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    self._log.warning(
-                        "worker.handler_failed", error=error, deliveries=delivery.deliveries, exc_info=True
-                    )
-                    callbacks.clear()  # the savepoint rolled back: nothing to announce
-                    return error
+                yield
         finally:
             _after_commit_var.reset(callbacks_token)
             correlation_id_var.reset(token)
+
+    def _handler_failed(self, delivery: Delivery, exc: Exception) -> str:
+        error = f"{type(exc).__name__}: {exc}"
+        self._log.warning("worker.handler_failed", error=error, deliveries=delivery.deliveries, exc_info=True)
+        return error
 
     # -- acknowledging -----------------------------------------------------------------------------
 
@@ -531,18 +683,25 @@ class ConsumerWorker:
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, self.group, *ids)
-            for d in deliveries:
-                # A replay meant for another group is not ours: keep the time we really processed it.
-                if d.fields and d.fields.get(REPLAY_FOR_FIELD, self.group) == self.group:
-                    self._record_ack(pipe, d.fields.get("id", ""), now_ms)
+            # A replay meant for another group is not ours: keep the time we really processed it.
+            self._record_acks(
+                pipe,
+                [
+                    d.fields.get("id", "")
+                    for d in deliveries
+                    if d.fields and d.fields.get(REPLAY_FOR_FIELD, self.group) == self.group
+                ],
+                now_ms,
+            )
             await pipe.execute()
 
-    def _record_ack(self, pipe: Any, event_id: str, now_ms: int) -> None:
+    def _record_acks(self, pipe: Any, event_ids: list[str], now_ms: int) -> None:
         retention = self._options.trace_retention_s
-        if event_id and retention > 0:
-            key = ack_record_key(event_id)
-            pipe.hset(key, self.group, str(now_ms))
-            pipe.expire(key, retention)
+        keys = [ack_record_key(event_id) for event_id in event_ids if event_id]
+        if keys and retention > 0:
+            # One command for the whole batch: a HSET + EXPIRE pair per event was a fifth of the
+            # consumer's CPU (redis-py packs and parses every command in Python).
+            pipe.eval(_RECORD_ACKS_SCRIPT, len(keys), *keys, self.group, now_ms, retention)
 
     async def _dead_letter(self, delivery: Delivery, event: Event | None, error: str) -> None:
         """Move an entry to `events:dlq` (with why) and acknowledge it, atomically."""
@@ -562,7 +721,8 @@ class ConsumerWorker:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(DEAD_LETTER_STREAM, fields)
             pipe.xack(delivery.stream, self.group, delivery.entry_id)
-            self._record_ack(pipe, fields["event_id"] or (delivery.fields or {}).get("id", ""), int(time.time() * 1000))
+            event_id = fields["event_id"] or (delivery.fields or {}).get("id", "")
+            self._record_acks(pipe, [event_id], int(time.time() * 1000))
             await pipe.execute()
         self.stats.dead_lettered += 1
         self._count(delivery.stream, "dead_lettered")
@@ -577,9 +737,9 @@ class ConsumerWorker:
             error=error,
         )
 
-    def _count(self, stream: str, outcome: str) -> None:
+    def _count(self, stream: str, outcome: str, count: int = 1) -> None:
         if self._metrics is not None:
-            self._metrics.consumed(self.group, stream, outcome)
+            self._metrics.consumed(self.group, stream, outcome, count)
 
     def _schedule_retry(self, deliveries: int) -> None:
         delay_s = min(self._options.retry_delay_ms / 1000 * 2 ** max(deliveries - 1, 0), 30.0)

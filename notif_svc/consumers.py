@@ -3,7 +3,7 @@
 newNotif is stored idempotently by (event id, recipient) on top of the worker's inbox: a redelivery the
 inbox lets through (MongoDB writes are not in the inbox's transaction) inserts nothing new. The
 announcement that wakes readers is registered with `after_commit`, so nobody is woken before the data
-is there, and nobody is woken for an event whose savepoint rolled back.
+is there, and nobody is woken for an event whose effects were rolled back.
 """
 
 from __future__ import annotations

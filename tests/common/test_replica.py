@@ -8,7 +8,7 @@ import pytest
 
 from common.db import connect
 from common.events import Event
-from common.replica import replicate_user, upsert_if_newer
+from common.replica import replicate_user, upsert_if_newer, upsert_many_if_newer
 from tests.helpers import user_record
 
 
@@ -60,3 +60,27 @@ async def test_the_user_replica_ends_at_the_latest_user_even_when_the_update_com
         await replicate_user(Event.new(event_type, user, producer="auth_svc"), conn)
     row = await conn.fetchrow("SELECT id, username, email, version FROM users")
     assert tuple(row) == (created["id"], "ada", "ada@new.example.com", 2)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([1, 2, 3])))
+async def test_many_rows_at_once_end_like_one_upsert_per_row_in_order(conn, order):
+    other = "00000000-0000-0000-0000-000000000002"
+    rows = [{"id": THING, "name": f"v{v}", "version": v} for v in order + order]
+    rows.insert(1, {"id": other, "name": "other", "version": 1})
+    await upsert_many_if_newer(conn, "things", rows)
+    assert [tuple(r) for r in await conn.fetch("SELECT id::text, name, version FROM things ORDER BY id")] == [
+        (THING, "v3", 3),
+        (other, "other", 1),
+    ]
+
+
+async def test_a_run_of_user_events_is_replicated_in_one_call_like_one_by_one(conn):
+    ada, bob = user_record("ada"), user_record("bob")
+    renamed = {**ada, "full_name": "Ada L.", "version": 2}
+    events = [
+        Event.new(t, u, producer="auth_svc")
+        for t, u in (("newUser", ada), ("updateUser", renamed), ("newUser", bob), ("newUser", ada))
+    ]
+    await replicate_user.many(events, conn)
+    rows = {r["username"]: (r["full_name"], r["version"]) for r in await conn.fetch("SELECT * FROM users")}
+    assert rows == {"ada": ("Ada L.", 2), "bob": (bob["full_name"], 1)}

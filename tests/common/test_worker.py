@@ -20,6 +20,7 @@ from common.db import COMMON_MIGRATIONS, create_pool, migrate
 from common.events import DEAD_LETTER_STREAM, Event, stream_for
 from common.worker import (
     REPLAY_FOR_FIELD,
+    BulkHandler,
     ConsumerWorker,
     WorkerOptions,
     ack_record_key,
@@ -178,10 +179,14 @@ async def test_an_event_that_keeps_failing_goes_to_the_dead_letter_stream_and_la
 
 async def test_a_malformed_entry_is_dead_lettered_at_once(redis, pool):
     async with running(redis, pool, {"thing": insert_thing}):
-        await redis.xadd(STREAM, {"id": "x", "type": "thing", "data": "{not json"})
+        await redis.xadd(STREAM, {"id": str(uuid.uuid4()), "type": "thing", "data": "{not json"})
+        await redis.xadd(STREAM, {"id": "not-a-uuid", "type": "thing", "data": '{"name": "no id"}'})
         await publish(redis, "fine")
-        await eventually(lambda: _dlq_length(redis, 1), what="malformed entry dead-lettered")
+        await eventually(lambda: _dlq_length(redis, 2), what="malformed entries dead-lettered")
         await eventually(lambda: _has(pool, 1), what="next event applied")
+    errors = [letter["error"] for _, letter in await redis.xrange(DEAD_LETTER_STREAM)]
+    assert "data is not JSON" in errors[0] and "is not a UUID" in errors[1]
+    assert await names(pool) == ["fine"]
 
 
 async def test_a_consumer_starts_with_its_own_pending_entries(redis, pool):
@@ -441,3 +446,63 @@ async def test_a_failure_in_one_stream_never_holds_back_the_same_entry_id_of_ano
         assert (await redis.xpending(stream_for("other"), GROUP))["pending"] == 0  # acknowledged at once
     [(_, letter)] = await redis.xrange(DEAD_LETTER_STREAM)
     assert letter["stream"] == STREAM and letter["event_id"] == poison.id
+
+
+def recording_bulk(calls: list[list[str]], fail_on: str | None = None) -> BulkHandler:
+    """A bulk `thing` handler that records each call's names and fails its bulk form on `fail_on`."""
+
+    async def one(event: Event, conn: asyncpg.Connection) -> None:
+        calls.append([event.data["name"]])
+        if event.data["name"] == fail_on:
+            raise ValueError(f"cannot take {fail_on}")
+        await insert_thing(event, conn)
+
+    async def many(events, conn: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+        calls.append([e.data["name"] for e in events])
+        if any(e.data["name"] == fail_on for e in events):
+            raise ValueError(f"cannot take {fail_on}")
+        await conn.executemany(
+            "INSERT INTO things (event_id, name) VALUES ($1, $2)", [(e.id, e.data["name"]) for e in events]
+        )
+
+    return BulkHandler(one=one, many=many)
+
+
+async def test_a_run_of_same_type_events_goes_to_the_bulk_handler_in_one_call_in_order(redis, pool):
+    calls: list[list[str]] = []
+
+    def thing(name: str) -> dict[str, str]:
+        return Event(type="thing", data={"name": name}, producer="test").to_fields()
+
+    a = thing("a")
+    # Explicit ids: the order across streams is the entry ids' (ids of one millisecond would tie).
+    await redis.xadd(STREAM, a, id="1-0")
+    await redis.xadd(STREAM, thing("b"), id="2-0")
+    await redis.xadd(STREAM, a, id="3-0")  # a duplicate inside the batch is left out
+    await redis.xadd(
+        stream_for("other"), Event(type="other", data={"name": "x"}, producer="test").to_fields(), id="4-0"
+    )
+    await redis.xadd(STREAM, thing("c"), id="5-0")  # after the `other` event: a new run
+    handlers = {"thing": recording_bulk(calls), "other": insert_thing}
+    async with running(redis, pool, handlers, batch_size=10) as worker:
+        await eventually(lambda: _has(pool, 4), what="all four applied")
+        await eventually(lambda: _zero_pending(redis), what="all acknowledged")
+    assert calls == [["a", "b"], ["c"]]
+    assert sorted(await names(pool)) == ["a", "b", "c", "x"]
+    assert worker.stats.duplicates == 1 and worker.stats.isolated_batches == 0
+
+
+async def test_when_a_bulk_call_fails_each_event_is_retried_alone_and_only_the_culprit_fails(redis, pool):
+    calls: list[list[str]] = []
+    for name in ("ok1", "bad", "ok2"):
+        await publish(redis, name)
+    async with running(redis, pool, {"thing": recording_bulk(calls, fail_on="bad")}, max_deliveries=1) as worker:
+        await eventually(lambda: _dlq_length(redis, 1), what="the culprit dead-lettered")
+        await eventually(lambda: _zero_pending(redis), what="the others acknowledged")
+    assert sorted(await names(pool)) == ["ok1", "ok2"]
+    # The bulk form once, then one event at a time until "bad" fails (it runs once), then the rest.
+    assert calls[0] == ["ok1", "bad", "ok2"]
+    assert calls[1:].count(["bad"]) == 1
+    assert worker.stats.isolated_batches == 1
+    [(_, letter)] = await redis.xrange(DEAD_LETTER_STREAM)
+    assert "cannot take bad" in letter["error"]

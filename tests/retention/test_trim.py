@@ -12,7 +12,7 @@ from common.db import COMMON_MIGRATIONS, create_pool, migrate
 from common.errors import Conflict, NotFound
 from common.events import DEAD_LETTER_STREAM, Event
 from common.retention import apply_retention, parse_age, safe_point
-from common.worker import ConsumerWorker, WorkerOptions
+from common.worker import ConsumerWorker, WorkerOptions, after_commit
 from tests.helpers import eventually
 from tests.retention.conftest import add, consume, ids_of
 
@@ -204,7 +204,11 @@ async def test_entries_a_real_worker_is_still_retrying_survive_trimming_and_are_
     async def handle(event: Event, conn: asyncpg.Connection) -> None:
         if broken and event.data["name"] == "poison":
             raise ValueError("cannot digest poison yet")
-        applied.append(event.data["name"])
+
+        async def record() -> None:  # once committed: a rolled-back batch is redone, a handler runs again
+            applied.append(event.data["name"])
+
+        after_commit(record)
 
     options = WorkerOptions(
         batch_size=10, block_ms=50, claim_idle_ms=60_000, claim_interval_ms=50, retry_delay_ms=20, max_deliveries=1000
