@@ -6,7 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from bench.consumer import _service_round
+from bench.consumer import drain_round
 from bench.report import Row, Section
 from bench.system import Servers, swarm
 
@@ -23,12 +23,13 @@ def run(srv: Servers, quick: bool) -> Section:
     rates: dict[int, float] = {}
     for k in (1, 2, 4):
         with swarm(srv, only=["project_svc"], gateway=False, replicas={"project_svc": k}) as s:
+            pids = [child.pid for child in s.replicas_of("project_svc") if child.pid]
 
-            async def main(url: str = s.redis_url) -> float:
+            async def main(url: str = s.redis_url, pids: list[int] = pids) -> float:
                 r = aioredis.from_url(url)
                 try:
-                    await _service_round(r, 500)
-                    return await _service_round(r, n)
+                    await drain_round(r, pids, 500)
+                    return await drain_round(r, pids, n)
                 finally:
                     await r.aclose()
 
