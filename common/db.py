@@ -76,8 +76,17 @@ def like_pattern(search: str) -> str:
     return f"%{escaped}%"
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release: no reset query. asyncpg's default (advisory unlock all, CLOSE ALL, UNLISTEN *,
+    RESET ALL) costs a round trip on every release, for session state this code never leaves on a
+    pooled connection: no SET, no LISTEN (the outbox listens on its own connection), only transaction
+    advisory locks. asyncpg still rolls back a transaction left open before calling this."""
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
+    )
     assert pool is not None
     return pool
 
