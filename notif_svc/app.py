@@ -19,8 +19,9 @@ from common.settings import Settings
 from common.web import create_app as create_base_app
 from notif_svc.api import NOTIFICATION_SERVICE, add_routes
 from notif_svc.consumers import build_handlers
+from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LiveHub, Signal
-from notif_svc.service import NotificationService
+from notif_svc.service import RECHECK_INTERVAL_S, NotificationService
 from notif_svc.store import StoreFactory, open_store
 from notif_svc.websocket import LIVE_HUB
 
@@ -65,7 +66,7 @@ async def _release_waiters(app: web.Application) -> None:
 def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) -> web.Application:
     """`store_factory` chooses the notification store; tests pass one (e.g. an in-memory MongoDB)."""
     app = create_base_app(settings)
-    hub = LiveHub(settings.redis_url)
+    hub = LiveHub(settings.redis_url, FeedStateCache(max_age_s=RECHECK_INTERVAL_S))
     service = NotificationService(runtime_of(app), hub)
     app[LIVE_HUB] = hub
     app[NOTIFICATION_SERVICE] = service

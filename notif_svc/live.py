@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from common.runtime import make_redis
 from common.tokens import REVOCATIONS_CHANNEL
+from notif_svc.feed_states import FeedStateCache
 
 log = structlog.get_logger("notif.live")
 
@@ -83,8 +84,10 @@ class Listener:
 
 
 class LiveHub:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, feed_states: FeedStateCache) -> None:
         self._redis_url = redis_url
+        # Kept in step with what this connection hears (see notif_svc.feed_states).
+        self.feed_states = feed_states
         self._users: dict[str, set[Listener]] = {}
         self._sessions: dict[str, set[Listener]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -163,6 +166,7 @@ class LiveHub:
                             backoff = 0.1
             except (RedisError, OSError) as exc:
                 self.connected.clear()
+                self.feed_states.trust(False)
                 log.warning("live.redis_unavailable", error=repr(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
@@ -176,8 +180,9 @@ class LiveHub:
         if kind in ("subscribe", "psubscribe"):
             self._on_subscribed()
         elif kind == "pmessage":
-            channel = message["channel"]
-            for listener in list(self._users.get(channel.removeprefix(USER_CHANNEL_PREFIX), ())):
+            user_id = message["channel"].removeprefix(USER_CHANNEL_PREFIX)
+            self.feed_states.invalidate([user_id])
+            for listener in list(self._users.get(user_id, ())):
                 listener.deliver(message["data"])
         elif kind == "message" and message["channel"] == REVOCATIONS_CHANNEL:
             for listener in list(self._sessions.get(message["data"], ())):
@@ -189,6 +194,7 @@ class LiveHub:
         if self._confirmations % _SUBSCRIPTIONS != 1:
             return
         self.connected.set()
+        self.feed_states.trust(True)  # forgets what was kept before: changes may have gone unheard
         if self._subscribed_once:
             # Subscribed again: whatever was published while we were away is lost to us.
             self.reconnects += 1

@@ -130,12 +130,21 @@ class NotificationService:
 
     async def announce(self, announcements: list[Announcement]) -> None:
         if announcements:
+            # Here first (no poll of ours answers from memory once this returns), then everywhere.
+            self._hub.feed_states.invalidate({user_id for user_id, _ in announcements})
             await live.publish(self._rt.redis_client(), announcements)
 
     # -- the feed ----------------------------------------------------------------------------------
 
     async def feed_state(self, user_id: str) -> FeedState:
-        return await self.store.feed_state(user_id)
+        """The feed's state for validators: from memory when this process is sure it is current."""
+        cache = self._hub.feed_states
+        state = cache.get(user_id)
+        if state is None:
+            started = cache.started()
+            state = await self.store.feed_state(user_id)
+            cache.put(user_id, state, started)
+        return state
 
     async def feed(self, user_id: str, *, limit: int, cursor: str | None, unread_only: bool) -> dict[str, Any]:
         after = decode_keyset(cursor) if cursor is not None else None
@@ -190,5 +199,6 @@ class NotificationService:
 
     async def _announce_read(self, user_id: str) -> None:
         # Wakes the user's other long-polls at once; if it is lost they notice within RECHECK_INTERVAL_S.
+        self._hub.feed_states.invalidate([user_id])
         with contextlib.suppress(RedisError, OSError):
             await live.publish(self._rt.redis_client(), [(user_id, {"type": "read"})])

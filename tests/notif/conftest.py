@@ -66,21 +66,28 @@ def mongo_store_factory(database: Any) -> StoreFactory:
 
 
 class FeedQueryCounter:
-    """Wraps a store and counts feed queries (the polling contract's 304 path must make none)."""
+    """Wraps a store and counts feed queries (the polling contract's 304 path must make none) and
+    feed state reads (a 304 answered from memory makes none either)."""
 
     def __init__(self) -> None:
         self.feed_queries = 0
+        self.state_reads = 0
 
     def factory(self, inner: StoreFactory = open_store) -> StoreFactory:
         async def make(settings: Settings, pool: asyncpg.Pool) -> NotificationStore:
             store = await inner(settings, pool)
-            original = store.feed
+            original_feed, original_state = store.feed, store.feed_state
 
             async def counted_feed(*args: Any, **kwargs: Any) -> Any:
                 self.feed_queries += 1
-                return await original(*args, **kwargs)
+                return await original_feed(*args, **kwargs)
+
+            async def counted_state(*args: Any, **kwargs: Any) -> Any:
+                self.state_reads += 1
+                return await original_state(*args, **kwargs)
 
             store.feed = counted_feed  # type: ignore[method-assign]
+            store.feed_state = counted_state  # type: ignore[method-assign]
             return store
 
         return make

@@ -14,14 +14,16 @@ import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
 from common.tokens import REVOCATIONS_CHANNEL
+from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LISTENER_LIMIT, Listener, LiveHub, Signal, publish
+from notif_svc.store import FeedState
 from tests.helpers import eventually
 from tests.notif.conftest import World
 
 
 @pytest.fixture
 async def hub(servers, redis: aioredis.Redis) -> AsyncIterator[LiveHub]:  # type: ignore[no-untyped-def]
-    live = LiveHub(servers.redis.url)
+    live = LiveHub(servers.redis.url, FeedStateCache(max_age_s=60))
     await live.start()
 
     async def connected() -> bool:
@@ -53,6 +55,17 @@ async def test_messages_reach_every_listener_of_that_user_only(hub: LiveHub, red
     assert hub.listener_count == 0
 
 
+async def test_a_message_on_a_users_channel_drops_the_feed_state_kept_for_that_user(hub: LiveHub, redis):  # type: ignore[no-untyped-def]
+    me, other = str(uuid.uuid4()), str(uuid.uuid4())
+    for user in (me, other):
+        hub.feed_states.put(user, FeedState(1, None), hub.feed_states.started())
+    with hub.listen(me) as listener:
+        await publish(redis, [(me, {"type": "read"})])  # what a replica announces after changing my feed
+        await _next_message(listener)
+    assert hub.feed_states.get(me) is None
+    assert hub.feed_states.get(other) == FeedState(1, None)
+
+
 async def test_a_revocation_signals_the_listeners_of_that_session(hub: LiveHub, redis: aioredis.Redis):
     user, session = str(uuid.uuid4()), str(uuid.uuid4())
     with hub.listen(user, session) as revoked, hub.listen(user, str(uuid.uuid4())) as untouched:
@@ -64,12 +77,16 @@ async def test_a_revocation_signals_the_listeners_of_that_session(hub: LiveHub, 
 
 async def test_the_hub_resubscribes_after_redis_drops_its_connection(hub: LiveHub, redis: aioredis.Redis):
     user = str(uuid.uuid4())
+    hub.feed_states.put(user, FeedState(3, None), hub.feed_states.started())
+    assert hub.feed_states.get(user) == FeedState(3, None)
     with hub.listen(user) as listener:
         killed = await redis.client_kill_filter(_type="pubsub")
         assert killed >= 1
-        # Whatever was published meanwhile is lost: listeners are told to re-check.
+        # Whatever was published meanwhile is lost: listeners are told to re-check, and no feed state
+        # kept from before is answered any more.
         assert await _next(listener, 5.0) is Signal.RESYNC
         assert hub.reconnects == 1
+        assert hub.feed_states.get(user) is None
         await publish(redis, [(user, {"type": "read"})])
         assert await _next_message(listener) == {"type": "read"}
 

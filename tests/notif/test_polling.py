@@ -12,6 +12,9 @@ from typing import Any
 from aiohttp import ClientResponse
 
 from common.runtime import runtime_of
+from notif_svc import live
+from notif_svc.service import RECHECK_INTERVAL_S
+from notif_svc.websocket import LIVE_HUB
 from tests.helpers import eventually
 from tests.notif.conftest import Actor, AppMaker, FeedQueryCounter, World, notice_event
 
@@ -120,6 +123,51 @@ async def test_the_304_path_runs_no_feed_query(make_world: AppMaker):
     ):
         assert (await _get(world, reader, headers=headers)).status == 304
     assert counter.feed_queries == 1
+
+
+async def test_repeated_304_polls_are_answered_from_memory_without_reading_the_feed_state(make_world: AppMaker):
+    counter = FeedQueryCounter()
+    world = await make_world(store_factory=counter.factory())
+    [reader] = await world.users(1)
+    await world.notify(reader)
+    etag = (await _get(world, reader)).headers["ETag"]
+    reads = counter.state_reads
+    for _ in range(5):
+        assert (await _get(world, reader, headers={"If-None-Match": etag})).status == 304
+    assert counter.state_reads == reads
+
+
+async def test_a_change_announced_by_another_replica_ends_the_304s_at_once(pg_world: World):
+    [reader] = await pg_world.users(1)
+    await pg_world.notify(reader)
+    first = await _get(pg_world, reader)
+    [item] = (await first.json())["items"]
+    assert (await _get(pg_world, reader, headers={"If-None-Match": first.headers["ETag"]})).status == 304
+    # Another replica marks it read: the change is in the shared store, the announcement on Redis.
+    await pg_world.service.store.mark_read(reader.id, item["id"], datetime.now(UTC))
+    await live.publish(pg_world.redis, [(reader.id, {"type": "read"})])
+    feed_states = pg_world.app[LIVE_HUB].feed_states
+
+    async def heard() -> bool:
+        return feed_states.get(reader.id) is None
+
+    await eventually(heard, what="the announcement heard")
+    assert (await _get(pg_world, reader, headers={"If-None-Match": first.headers["ETag"]})).status == 200
+
+
+async def test_a_change_nobody_announced_ends_the_304s_within_the_recheck_interval(pg_world: World):
+    [reader] = await pg_world.users(1)
+    await pg_world.notify(reader)
+    first = await _get(pg_world, reader)
+    [item] = (await first.json())["items"]
+    await pg_world.service.store.mark_read(reader.id, item["id"], datetime.now(UTC))  # no announcement
+    started = time.monotonic()
+
+    async def modified() -> bool:
+        return (await _get(pg_world, reader, headers={"If-None-Match": first.headers["ETag"]})).status == 200
+
+    await eventually(modified, timeout=RECHECK_INTERVAL_S + 3, what="the change seen without its announcement")
+    assert time.monotonic() - started < RECHECK_INTERVAL_S + 1
 
 
 async def _hold(world: World, reader: Actor, etag: str, wait: int = 5) -> asyncio.Task[ClientResponse]:
