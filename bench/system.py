@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ import redis
 from common import topology
 from common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from common.keys import ensure_keypair
+from common.procs import ChildProcess
 from common.supervisor import Swarm, SwarmConfig
 
 # Benchmarks hammer one user: the per-user limit would turn them into a 429 benchmark.
@@ -85,6 +88,29 @@ def swarm(
         yield s
     finally:
         s.stop()
+
+
+@contextlib.contextmanager
+def extra_process(
+    s: Swarm, like: ChildProcess, *, factory: str | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[ChildProcess]:
+    """One more process beside a running swarm: `like` on a free port, with another factory or variables."""
+    port = free_port()
+    spec = dataclasses.replace(like.spec, factory=factory or like.spec.factory)
+    child = ChildProcess(spec, 99, port, {**like.env, "PORT": str(port), **(env or {})}, like.host)
+    child.start(s.printer)
+    try:
+        deadline = time.monotonic() + 30
+        while not child.probe_ready():
+            if not child.running() or time.monotonic() > deadline:
+                raise RuntimeError(f"{spec.name} ({spec.factory}) did not become ready: {list(child.tail)}")
+            time.sleep(0.1)
+        yield child
+    finally:
+        child.signal_stop()
+        if child.wait(10) is None:
+            child.kill()
+            child.wait()
 
 
 def versions(srv: Servers) -> dict[str, str]:
