@@ -67,11 +67,7 @@ def render(sections: list[Section], env: dict[str, str], args: str, total_s: flo
                 )
         if s.error:
             lines.append(f"| {s.title} | not measured: {s.error} | | | | | |")
-    lines += [
-        "",
-        "Not measured yet (issue 7): item 6's feed and card-list latency from 10k to 1M rows.",
-        "",
-    ]
+    lines.append("")
     for s in sections:
         lines += [f"## {s.title}", ""]
         if s.method:

@@ -11,7 +11,7 @@ import traceback
 from bench.report import Section, write
 from bench.system import servers, versions
 
-# name → module; run in this order (the items 1, 4, 3 first, then 2, 5 and 6).
+# name → module; run in this order (the items 1, 4, 3 first, then 2, 5 and 6 in two parts).
 BENCHMARKS = {
     "gateway": "bench.gateway_overhead",
     "consumer": "bench.consumer",
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "writes": "bench.writes",
     "feed": "bench.feed",
     "scaling": "bench.scaling",
+    "rows": "bench.rows",
 }
 
 
