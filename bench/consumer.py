@@ -16,6 +16,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench import profile
+from bench.cpu import CpuMeter
 from bench.report import Row, Section
 from bench.system import Servers, swarm
 from common import topology
@@ -78,24 +79,30 @@ async def _all_acknowledged(r: aioredis.Redis, group: str, last: str) -> bool:
     return False
 
 
-async def drain_round(r: aioredis.Redis, pids: list[int], n: int, *, group: str = "project_svc") -> float:
+async def drain_round(
+    r: aioredis.Redis, pids: list[int], n: int, *, group: str = "project_svc", cpu: dict[str, float] | None = None
+) -> float:
     """Seconds the consumer processes take to apply n events waiting for them.
 
     The processes are frozen (SIGSTOP) while the events are published, so the figure is the consumers'
     alone, not bounded by the publisher sharing the cores; timed from SIGCONT to the group having
-    delivered and acknowledged the last event.
+    delivered and acknowledged the last event. `cpu`, if given, receives the cores each process used.
     """
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
         last = await _publish(r, n)
     finally:
+        meter = CpuMeter({f"consumer {i + 1}": pid for i, pid in enumerate(pids)}) if cpu is not None else None
         t0 = time.perf_counter()
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
     while not await _all_acknowledged(r, group, last):  # noqa: ASYNC110 - polling Redis, not this process
         await asyncio.sleep(0.002)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if meter is not None and cpu is not None:
+        cpu.update(meter.shares(seconds))
+    return seconds
 
 
 async def _reference(r: aioredis.Redis, db_url: str | None, group: str, n: int, *, bulk: bool = False) -> float:
