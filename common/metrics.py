@@ -229,9 +229,9 @@ class Metrics:
         self._sampled[source] = current
 
     async def _sample_own_group(self, rt: Runtime) -> list[Sample]:
-        worker = rt.worker
-        if worker is None or rt.redis is None:
+        if not rt.workers or rt.redis is None:
             return []
+        worker = rt.workers[0]  # all of them read the same streams for the same group
         return await self._group_samples(rt.redis, worker.streams, worker.group)
 
     async def _sample_all_groups(self, rt: Runtime) -> list[Sample]:

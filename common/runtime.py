@@ -40,7 +40,7 @@ class Runtime:
     redis: aioredis.Redis | None = None
     verifier: TokenVerifier | None = None
     relay: OutboxRelay | None = None
-    worker: ConsumerWorker | None = None
+    workers: list[ConsumerWorker] = field(default_factory=list)  # CONSUMER_CONCURRENCY loops, one group
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     metrics: Metrics = field(init=False)  # this process's Prometheus metrics (common.metrics)
 
@@ -146,31 +146,44 @@ async def outbox_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
-    """Run the consumer-group worker for this service's event handlers."""
+    """Run the consumer-group worker for this service's event handlers, as CONSUMER_CONCURRENCY loops.
+
+    Each loop is a consumer of the service's group with a name of its own (the first keeps
+    CONSUMER_NAME), so Redis shares the entries among them as among replicas, and the loops overlap
+    their round trips: one applies its batch while another waits on PostgreSQL or Redis. Events may
+    then be applied in a different order than published, exactly as with several replicas, which every
+    handler already tolerates (versions, tombstones, locks: SPEC §5).
+    """
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         rt = runtime_of(app)
         settings = rt.settings
-        rt.worker = ConsumerWorker(
-            redis=rt.redis_client(),
-            pool=rt.db(),
-            group=settings.service_name,
-            consumer=settings.consumer_name,
-            handlers=handlers,
-            options=worker_options(settings),
-            metrics=rt.metrics,
-        )
-        worker = rt.worker
-        task = asyncio.create_task(worker.run(), name="consumer-worker")
+        rt.workers = [
+            ConsumerWorker(
+                redis=rt.redis_client(),
+                pool=rt.db(),
+                group=settings.service_name,
+                consumer=settings.consumer_name if i == 0 else f"{settings.consumer_name}.{i}",
+                handlers=handlers,
+                options=worker_options(settings),
+                metrics=rt.metrics,
+            )
+            for i in range(settings.consumer_concurrency)
+        ]
+        tasks = [
+            asyncio.create_task(worker.run(), name="consumer-worker" if i == 0 else f"consumer-worker.{i}")
+            for i, worker in enumerate(rt.workers)
+        ]
 
         async def check() -> None:
-            if task.done():
+            if any(task.done() for task in tasks):
                 raise RuntimeError("consumer worker is not running")
 
         rt.readiness["consumer"] = check
         yield
-        worker.stop()
-        await _stop_task(task, settings.consumer_shutdown_grace_s)
+        for worker in rt.workers:
+            worker.stop()
+        await asyncio.gather(*(_stop_task(task, settings.consumer_shutdown_grace_s) for task in tasks))
 
     return context
 

@@ -71,6 +71,7 @@ class Settings:
 
     # Consumer-group worker (common/worker.py).
     consumer_name: str = ""
+    consumer_concurrency: int = 2  # consumer loops per process (common.runtime.consumer_context)
     consumer_batch_size: int = 100
     consumer_block_ms: int = 2000
     consumer_claim_idle_ms: int = 30_000
@@ -126,6 +127,8 @@ class Settings:
         settings = cls(**values)
         if not settings.consumer_name:
             object.__setattr__(settings, "consumer_name", _default_consumer_name(settings.service_name))
+        if settings.consumer_concurrency < 1:
+            raise SettingsError(f"CONSUMER_CONCURRENCY must be at least 1, not {settings.consumer_concurrency}")
         if settings.log_format not in {"json", "console"}:
             raise SettingsError(f"LOG_FORMAT must be json or console, not {settings.log_format!r}")
         return settings

@@ -27,6 +27,8 @@ def test_a_malformed_value_fails_fast_naming_the_variable():
         Settings.from_env({"PORT": "eighty"})
     with pytest.raises(SettingsError, match="LOG_FORMAT"):
         Settings.from_env({"LOG_FORMAT": "xml"})
+    with pytest.raises(SettingsError, match="CONSUMER_CONCURRENCY"):
+        Settings.from_env({"CONSUMER_CONCURRENCY": "0"})
 
 
 def test_only_configured_upstreams_are_listed():

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from common import topology
+from common.settings import Settings
 from common.supervisor import Swarm
 from tests.e2e.client import Account, Api
 from tests.e2e.conftest import running_system
@@ -110,8 +111,12 @@ async def test_concurrent_comments_on_replicas_are_published_and_applied_exactly
             groups = {g["name"]: g for g in await redis.xinfo_groups(stream)}
             assert set(groups) == {"comment_svc"}
             assert groups["comment_svc"]["pending"] == 0
-            consumers = await redis.xinfo_consumers(stream, "comment_svc")
-            assert len(consumers) == COMMENT_REPLICAS
+            consumers = {c["name"] for c in await redis.xinfo_consumers(stream, "comment_svc")}
+            # Each replica's CONSUMER_CONCURRENCY loops: `<CONSUMER_NAME>`, `<CONSUMER_NAME>.1`, ...
+            names = [child.env["CONSUMER_NAME"] for child in scaled.replicas_of("comment_svc")]
+            loops = range(Settings().consumer_concurrency)
+            assert len(names) == COMMENT_REPLICAS
+            assert consumers == {name if i == 0 else f"{name}.{i}" for name in names for i in loops}
         groups = {g["name"]: g for g in await redis.xinfo_groups("events:newComment")}
         assert groups["project_svc"]["pending"] == 0
         stream_lengths = {t: await redis.xlen(f"events:{t}") for t in ("addMember", "newCard", "newComment")}

@@ -41,7 +41,7 @@ async def test_events_published_while_the_consumer_is_stopped_show_as_lag_and_pe
     client: TestClient, redis: aioredis.Redis
 ) -> None:
     rt = runtime(client)
-    assert rt.worker is not None
+    assert rt.workers
 
     async def groups_made() -> bool:
         return (
@@ -51,8 +51,10 @@ async def test_events_published_while_the_consumer_is_stopped_show_as_lag_and_pe
         )
 
     await eventually(groups_made, what="the worker's consumer groups")
-    rt.worker.stop()
-    await stop_task("consumer-worker")
+    loops = [t for t in asyncio.all_tasks() if t.get_name().startswith("consumer-worker")]
+    for worker in rt.workers:
+        worker.stop()
+    await asyncio.wait_for(asyncio.gather(*loops), 10)
     for _ in range(3):
         await publish(redis, Event.new("newUser", user_record(), producer="auth_svc"))
     await redis.xreadgroup("project_svc", "ghost", {USERS: ">"}, count=1)  # handed out, never acknowledged
@@ -106,3 +108,23 @@ async def test_a_caught_up_service_reports_no_backlog_and_no_lag(client: TestCli
     assert value(series, "taskswarm_outbox_oldest_age_seconds", service="project_svc") == 0
     applied = {"service": "project_svc", "group": "project_svc", "event_type": "newUser", "outcome": "applied"}
     assert value(series, "taskswarm_events_consumed_total", **applied) == 1
+
+
+async def test_a_service_runs_its_consumer_loops_as_consumers_of_one_group(
+    make_settings, redis: aioredis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(service_name="project_svc", consumer_name="p-1", consumer_concurrency=3)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        rt = runtime(client)
+        assert [w.consumer for w in rt.workers] == ["p-1", "p-1.1", "p-1.2"]
+        users = [user_record() for _ in range(300)]
+        for user in users:
+            await publish(redis, Event.new("newUser", user, producer="auth_svc"))
+
+        async def replicated() -> bool:
+            return await rt.db().fetchval("SELECT count(*) FROM users") == len(users)
+
+        await eventually(replicated, what="every user replicated once")
+        consumers = {c["name"] for c in await redis.xinfo_consumers(USERS, "project_svc")}
+        assert consumers == {"p-1", "p-1.1", "p-1.2"}
+        assert (await redis.xpending(USERS, "project_svc"))["pending"] == 0

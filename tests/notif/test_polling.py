@@ -194,12 +194,12 @@ async def test_a_held_poll_answers_within_a_second_of_a_new_notification(world: 
 async def test_a_held_poll_is_woken_by_a_notification_stored_by_another_instance(make_world: AppMaker):
     polled = await make_world(consumer_name="notif-a")
     storing = await make_world(consumer_name="notif-b")
-    worker = runtime_of(polled.app).worker
-    assert worker is not None
-    worker.stop()  # from here on only the other instance consumes newNotif
+    workers = runtime_of(polled.app).workers
+    for worker in workers:
+        worker.stop()  # from here on only the other instance consumes newNotif
 
     async def stopped() -> bool:
-        return not worker.running
+        return not any(worker.running for worker in workers)
 
     await eventually(stopped, what="the polled instance's worker stopped")
     actor, reader = await storing.users(2)
