@@ -21,8 +21,10 @@ from bench.report import Row, Section
 from bench.system import Servers, swarm
 from common import topology
 from common.events import Event
+from common.replica import UserReplicaSchema
 
 STREAM = "events:newUser"
+_user_schema = UserReplicaSchema()
 # What the reference writes, into copies of project_svc's tables: the same statements the worker runs.
 INBOX_INSERT = "INSERT INTO bench_inbox (event_id, event_type) VALUES ($1, 'newUser') ON CONFLICT DO NOTHING"
 INBOX_INSERT_MANY = (
@@ -105,11 +107,14 @@ async def drain_round(
     return seconds
 
 
-async def _reference(r: aioredis.Redis, db_url: str | None, group: str, n: int, *, bulk: bool = False) -> float:
+async def _reference(
+    r: aioredis.Redis, db_url: str | None, group: str, n: int, *, bulk: bool = False, validate: bool = False
+) -> float:
     """A hand-written batched consumer of the whole stream, in this process: XREADGROUP 100, one
     transaction per batch into copies of project_svc's `inbox` and `users`, XACK. Per event an inbox
     insert and the upsert (`bulk`: one multi-row inbox insert and the upserts pipelined by
-    `executemany`); with no database, the bare XREADGROUP + XACK loop."""
+    `executemany`; `validate`: each user loaded by the service's marshmallow schema first); with no
+    database, the bare XREADGROUP + XACK loop."""
     await r.xgroup_create(STREAM, group, id="0")
     conn = await asyncpg.connect(db_url) if db_url else None
     if conn is not None:
@@ -131,6 +136,9 @@ async def _reference(r: aioredis.Redis, db_url: str | None, group: str, n: int, 
                 for _, fields in entries:
                     ids.append(fields[b"id"].decode())
                     d = orjson.loads(fields[b"data"])
+                    if validate:
+                        d = {**_user_schema.load(d), "created_at": d["created_at"], "updated_at": d["updated_at"]}
+                        d["id"] = str(d["id"])
                     rows.append(
                         (
                             d["id"],
@@ -172,7 +180,10 @@ def run(srv: Servers, quick: bool) -> Section:
         "tables, XACK): the **minimal** hand-written batched consumer the issue describes (per event: the inbox "
         "insert and the same version-guarded upsert), an **optimised** one (one multi-row inbox insert per "
         "batch, the upserts pipelined with `executemany`: the SQL the worker runs), and the bare XREADGROUP + "
-        "XACK loop. The target is held against the optimised one, the one doing the same SQL as the worker.",
+        "XACK loop. The target is held against the optimised one, the one doing the same SQL as the worker. A "
+        "fourth reference is the optimised one validating each user with the service's own marshmallow schema "
+        "(`UserReplicaSchema`), as the worker does: the share of the gap that is validation. project_svc runs "
+        "with its defaults (CONSUMER_CONCURRENCY=2 consumer loops).",
     )
     spec = topology.spec_for("project_svc")
 
@@ -193,6 +204,9 @@ def run(srv: Servers, quick: bool) -> Section:
                 sec.notes.append(f"project_svc's replica holds {applied:,} users after {total:,} events.")
                 rates["minimal"] = total / await _reference(r, db_url, "bench_minimal", total)
                 rates["optimised"] = total / await _reference(r, db_url, "bench_optimised", total, bulk=True)
+                rates["validating"] = total / await _reference(
+                    r, db_url, "bench_validating", total, bulk=True, validate=True
+                )
                 rates["bare"] = total / await _reference(r, None, "bench_bare", total)
                 # A profile of a few seconds of applying: where the gap to the optimised reference goes.
                 handle = profile.start(pids[0], 3)
@@ -213,13 +227,20 @@ def run(srv: Servers, quick: bool) -> Section:
         "minimal": f"minimal hand-written batched: {rates['minimal']:,.0f} events/s",
         "optimised": f"optimised hand-written batched: {rates['optimised']:,.0f} events/s",
         "bare": f"bare XREADGROUP+XACK: {rates['bare']:,.0f} events/s",
+        "validating": f"optimised + the same validation: {rates['validating']:,.0f} events/s",
     }
-    ratio = svc / rates["minimal"]
+    ratio = svc / rates["optimised"]
     sec.rows += [
         Row(
-            "project_svc consumer (1 process)", f"{svc:,.0f} events/s", shown["minimal"], ratio, "≥ 75%", ratio >= 0.75
+            "project_svc consumer (1 process)",
+            f"{svc:,.0f} events/s",
+            shown["optimised"],
+            ratio,
+            "≥ 75%",
+            ratio >= 0.75,
         ),
-        Row("project_svc consumer (1 process)", f"{svc:,.0f} events/s", shown["optimised"], svc / rates["optimised"]),
+        Row("project_svc consumer (1 process)", f"{svc:,.0f} events/s", shown["validating"], svc / rates["validating"]),
+        Row("project_svc consumer (1 process)", f"{svc:,.0f} events/s", shown["minimal"], svc / rates["minimal"]),
         Row("project_svc consumer (1 process)", f"{svc:,.0f} events/s", shown["bare"], svc / rates["bare"]),
         Row(
             "optimised hand-written consumer",
