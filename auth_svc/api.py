@@ -42,7 +42,7 @@ def _service(request: web.Request) -> AuthService:
 )
 @public
 async def register(request: web.Request) -> web.Response:
-    body = await parse_body(request, RegisterRequest())
+    body = await parse_body(request, RegisterRequest)
     user, tokens = await _service(request).register(body["username"], body["email"], body["password"])
     return json_response({"user": user_view(user), **tokens.to_dict()}, status=201)
 
@@ -56,7 +56,7 @@ async def register(request: web.Request) -> web.Response:
 )
 @public
 async def login(request: web.Request) -> web.Response:
-    body = await parse_body(request, LoginRequest())
+    body = await parse_body(request, LoginRequest)
     tokens = await _service(request).login(body["username"], body["password"])
     return json_response(tokens.to_dict())
 
@@ -70,7 +70,7 @@ async def login(request: web.Request) -> web.Response:
 )
 @public
 async def refresh(request: web.Request) -> web.Response:
-    body = await parse_body(request, RefreshRequest())
+    body = await parse_body(request, RefreshRequest)
     verifier = runtime_of(request.app).token_verifier()
     tokens = await _service(request).refresh(body["refresh_token"], verifier)
     return json_response(tokens.to_dict())
@@ -102,7 +102,7 @@ async def get_me(request: web.Request) -> web.Response:
     errors={409: "email already taken"},
 )
 async def update_me(request: web.Request) -> web.Response:
-    changes = await parse_body(request, UpdateMeRequest())
+    changes = await parse_body(request, UpdateMeRequest)
     return json_response(user_view(await _service(request).update_me(principal(request), changes)))
 
 
@@ -113,14 +113,14 @@ async def update_me(request: web.Request) -> web.Response:
     status=204,
 )
 async def change_password(request: web.Request) -> web.Response:
-    body = await parse_body(request, ChangePasswordRequest())
+    body = await parse_body(request, ChangePasswordRequest)
     await _service(request).change_password(principal(request), body["current_password"], body["new_password"])
     return web.Response(status=204)
 
 
 @doc("List users", description="`?search=` on username.", query=UserListQuery, response=offset_page_of(UserSchema))
 async def list_users(request: web.Request) -> web.Response:
-    query = parse_query(request, UserListQuery())
+    query = parse_query(request, UserListQuery)
     users, total = await _service(request).list_users(query["search"], query["limit"], query["offset"])
     return json_response(offset_page([user_view(u) for u in users], total, query["limit"], query["offset"]))
 
@@ -138,7 +138,7 @@ async def get_user(request: web.Request) -> web.Response:
     errors={403: ""},
 )
 async def change_role(request: web.Request) -> web.Response:
-    body = await parse_body(request, ChangeRoleRequest())
+    body = await parse_body(request, ChangeRoleRequest)
     user = await _service(request).change_role(principal(request), request.match_info["user_id"], body["role"])
     return json_response(user_view(user))
 

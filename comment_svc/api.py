@@ -26,14 +26,14 @@ def _service(request: web.Request) -> CommentService:
     status=201,
 )
 async def create_comment(request: web.Request) -> web.Response:
-    body = await parse_body(request, CommentRequest())
+    body = await parse_body(request, CommentRequest)
     comment = await _service(request).create(principal(request), request.match_info["card_id"], body["body"])
     return json_response(comment_view(comment), status=201)
 
 
 @doc("A card's comments, oldest first", query=CommentListQuery, response=CommentPageSchema)
 async def list_comments(request: web.Request) -> web.Response:
-    query = parse_query(request, CommentListQuery())
+    query = parse_query(request, CommentListQuery)
     comments, next_cursor = await _service(request).list_for_card(
         principal(request), request.match_info["card_id"], query["limit"], query["cursor"]
     )
@@ -53,7 +53,7 @@ async def get_comment(request: web.Request) -> web.Response:
     errors={403: "only its author may edit a comment"},
 )
 async def update_comment(request: web.Request) -> web.Response:
-    body = await parse_body(request, CommentRequest())
+    body = await parse_body(request, CommentRequest)
     comment = await _service(request).update(principal(request), request.match_info["comment_id"], body["body"])
     return json_response(comment_view(comment))
 

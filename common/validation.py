@@ -1,7 +1,8 @@
 """Request parsing with marshmallow, producing the SPEC's 400 errors.
 
-Handlers call `await parse_body(request, Schema())` / `parse_query(request, Schema())` and get a
-plain dict back, or the request ends with `invalid_json` / `validation_error` and per-field details.
+Handlers call `await parse_body(request, SomeSchema)` / `parse_query(request, SomeSchema)` (the class:
+one shared instance per class; an instance when it is configured) and get a plain dict back, or the
+request ends with `invalid_json` / `validation_error` and per-field details.
 Schemas reject unknown fields (marshmallow's default RAISE), so a typo is an error, not silence.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
@@ -68,13 +70,27 @@ async def read_json(request: web.Request) -> Any:
         raise InvalidJSON(details={"position": exc.pos}) from exc
 
 
-async def parse_body(request: web.Request, schema: Schema, *, partial: bool = False) -> dict[str, Any]:
-    return load(schema, await read_json(request), partial=partial)
+SchemaArg = Schema | type[Schema]
 
 
-def parse_query(request: web.Request, schema: Schema) -> dict[str, Any]:
+@functools.cache
+def _instance(schema_class: type[Schema]) -> Schema:
+    # Loading keeps no state in the schema, and building one costs more than a small load: one per class.
+    return schema_class()
+
+
+def _schema(schema: SchemaArg) -> Schema:
+    return _instance(schema) if isinstance(schema, type) else schema
+
+
+async def parse_body(request: web.Request, schema: SchemaArg, *, partial: bool = False) -> dict[str, Any]:
+    """The JSON body loaded by `schema` (a class: its shared instance), else 400 in the error format."""
+    return load(_schema(schema), await read_json(request), partial=partial)
+
+
+def parse_query(request: web.Request, schema: SchemaArg) -> dict[str, Any]:
     # Repeated parameters keep their last value; list-valued filters are not part of the API.
-    return load(schema, dict(request.query))
+    return load(_schema(schema), dict(request.query))
 
 
 class OffsetPageQuery(Schema):

@@ -110,7 +110,7 @@ async def show_stream(request: web.Request) -> web.Response:
 )
 @admin_only
 async def stream_entries(request: web.Request) -> web.Response:
-    query = parse_query(request, EntriesQuery())
+    query = parse_query(request, EntriesQuery)
     page = await streams.read_entries(_redis(request), request.match_info["stream"], **query)
     return json_response(page)
 
@@ -123,7 +123,7 @@ async def stream_entries(request: web.Request) -> web.Response:
 )
 @admin_only
 async def pending_entries(request: web.Request) -> web.Response:
-    query = parse_query(request, PendingQuery())
+    query = parse_query(request, PendingQuery)
     stream, group = request.match_info["stream"], request.match_info["group"]
     return json_response(await streams.pending_entries(_redis(request), stream, group, **query))
 
@@ -136,7 +136,7 @@ async def pending_entries(request: web.Request) -> web.Response:
 )
 @admin_only
 async def find_event(request: web.Request) -> web.Response:
-    query = parse_query(request, EventQuery())
+    query = parse_query(request, EventQuery)
     event_id = request.match_info["event_id"]
     found = await streams.find_events(_redis(request), event_id=event_id, limit=query["limit"])
     if not found.items and not found.dead_letters:
@@ -152,14 +152,14 @@ async def find_event(request: web.Request) -> web.Response:
 @admin_only
 async def search_events(request: web.Request) -> web.Response:
     """`?correlation_id=<X-Request-ID>`: every event a request caused, in order (what `swarm trace` shows)."""
-    query = parse_query(request, EventSearchQuery())
+    query = parse_query(request, EventSearchQuery)
     return json_response(await streams.find_events(_redis(request), **query))
 
 
 @doc("Dead letters in `events:dlq`", query=DeadLetterQuery, response=streams.DeadLetterPage)
 @admin_only
 async def list_dead_letters(request: web.Request) -> web.Response:
-    query = parse_query(request, DeadLetterQuery())
+    query = parse_query(request, DeadLetterQuery)
     return json_response(await streams.list_dead_letters(_redis(request), **query))
 
 

@@ -49,7 +49,7 @@ def _no_content() -> web.Response:
     status=201,
 )
 async def create_project(request: web.Request) -> web.Response:
-    body = await parse_body(request, CreateProjectRequest())
+    body = await parse_body(request, CreateProjectRequest)
     project = await _service(request).create_project(principal(request), body["title"], body["description"])
     return json_response(_project_detail.dump(project), status=201)
 
@@ -61,7 +61,7 @@ async def create_project(request: web.Request) -> web.Response:
     response=offset_page_of(ProjectSchema),
 )
 async def list_projects(request: web.Request) -> web.Response:
-    query = parse_query(request, ProjectListQuery())
+    query = parse_query(request, ProjectListQuery)
     projects, total = await _service(request).list_projects(
         principal(request), query["search"], query["limit"], query["offset"]
     )
@@ -81,7 +81,7 @@ async def get_project(request: web.Request) -> web.Response:
     errors={403: "only the project owner can do this"},
 )
 async def update_project(request: web.Request) -> web.Response:
-    body = await parse_body(request, UpdateProjectRequest())
+    body = await parse_body(request, UpdateProjectRequest)
     project = await _service(request).update_project(principal(request), request.match_info["project_id"], body)
     return json_response(_project_detail.dump(project))
 
@@ -113,7 +113,7 @@ async def delete_project(request: web.Request) -> web.Response:
     },
 )
 async def add_member(request: web.Request) -> web.Response:
-    body = await parse_body(request, AddMemberRequest())
+    body = await parse_body(request, AddMemberRequest)
     member = await _service(request).add_member(
         principal(request), request.match_info["project_id"], str(body["user_id"])
     )
@@ -143,13 +143,13 @@ async def remove_member(request: web.Request) -> web.Response:
     status=201,
 )
 async def create_card(request: web.Request) -> web.Response:
-    body = await parse_body(request, CreateCardRequest())
+    body = await parse_body(request, CreateCardRequest)
     card = await _service(request).create_card(principal(request), request.match_info["project_id"], body)
     return json_response(_card_view.dump(card), status=201)
 
 
 async def _card_page(request: web.Request, project_id: str | None) -> web.Response:
-    query = parse_query(request, CardListQuery())
+    query = parse_query(request, CardListQuery)
     cards, next_cursor = await _service(request).list_cards(principal(request), project_id, query)
     return json_response({"items": _card_view.dump(cards, many=True), "next_cursor": next_cursor})
 
@@ -187,7 +187,7 @@ async def get_card(request: web.Request) -> web.Response:
     response=CardSchema,
 )
 async def update_card(request: web.Request) -> web.Response:
-    body = await parse_body(request, UpdateCardRequest())
+    body = await parse_body(request, UpdateCardRequest)
     card = await _service(request).update_card(principal(request), request.match_info["card_id"], body)
     return json_response(_card_view.dump(card))
 

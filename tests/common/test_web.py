@@ -33,10 +33,15 @@ from common.web import create_app, json_response, public
 class Thing(Schema):
     name = fields.Str(required=True)
     size = fields.Int()
+    built = 0  # instances made: handlers pass the class, and one instance serves every request
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        type(self).built += 1
 
 
 async def create_thing(request: web.Request) -> web.Response:
-    body = await parse_body(request, Thing())
+    body = await parse_body(request, Thing)
     structlog.get_logger("test").info("thing.created", name=body["name"])
     if body["name"] == "taken":
         raise Conflict("name taken")
@@ -203,3 +208,11 @@ async def test_a_database_still_starting_up_is_a_503_not_a_500(servers):
         response = await client.get("/starting")
         assert response.status == 503
         assert (await error_of(response))["code"] == "service_unavailable"
+
+
+async def test_a_schema_passed_as_a_class_is_built_once_for_every_request(client, servers):  # type: ignore[no-untyped-def]
+    built_before = Thing.built
+    headers = {"Authorization": f"Bearer {token(servers)}"}
+    for name in ("one", "two", "three"):
+        assert (await client.post("/things", json={"name": name}, headers=headers)).status == 201
+    assert Thing.built - built_before <= 1  # 0 if an earlier test of this process built it already
