@@ -118,11 +118,15 @@ def up(
         ),
     ] = None,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every process to be ready.")] = 90.0,
+    gateway_workers: Annotated[
+        int, typer.Option("--gateway-workers", min=1, help="Gateway processes sharing its port (SO_REUSEPORT).")
+    ] = 1,
 ) -> None:
     """Run the whole system on this machine until Ctrl-C (a second Ctrl-C forces)."""
     config = SwarmConfig(
         data_dir=data_dir,
         gateway_port=port,
+        gateway_workers=gateway_workers,
         replicas=parse_replicas(replicas or []),
         redis_url=redis_url or None,
         postgres_url=database_url or None,

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=None,  # the request middleware logs one structured line per request
         print=listening,
         handle_signals=True,
+        reuse_port=settings.reuse_port or None,
         loop=_new_loop(),
     )
     log.info("serve.stopped")

@@ -50,6 +50,8 @@ class Settings:
     service_name: str = "taskswarm"
     host: str = "127.0.0.1"
     port: int = 8080
+    # Several processes on one port (SO_REUSEPORT; the kernel spreads connections): `swarm up --gateway-workers`.
+    reuse_port: bool = False
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/taskswarm"
     db_pool_min: int = 2

@@ -63,6 +63,7 @@ class SwarmState:
     postgres: ServerState
     services: dict[str, ServiceState] = field(default_factory=dict)
     gateway: ProcessState | None = None
+    more_gateway_workers: list[ProcessState] = field(default_factory=list)  # on the gateway's port too
     status: str = "starting"  # starting | running | stopped
     supervisor_pid: int | None = None
     supervisor_cmdline: str | None = None
@@ -79,7 +80,7 @@ class SwarmState:
 
     def processes(self) -> list[ProcessState]:
         found = [replica for service in self.services.values() for replica in service.replicas]
-        return [*found, self.gateway] if self.gateway else found
+        return [*found, self.gateway, *self.more_gateway_workers] if self.gateway else found
 
     def is_running(self) -> bool:
         """Whether the `swarm up` that wrote this file is still alive."""
@@ -108,6 +109,7 @@ class SwarmState:
                 for name, svc in raw.get("services", {}).items()
             },
             gateway=ProcessState(**gateway) if gateway else None,
+            more_gateway_workers=[ProcessState(**worker) for worker in raw.get("more_gateway_workers", [])],
             status=raw.get("status", "stopped"),
             supervisor_pid=raw.get("supervisor_pid"),
             supervisor_cmdline=raw.get("supervisor_cmdline"),

@@ -43,6 +43,7 @@ class StartupAborted(RuntimeError):
 class SwarmConfig:
     data_dir: Path = Path(".swarm")
     gateway_port: int = 8080
+    gateway_workers: int = 1  # gateway processes sharing its port (SO_REUSEPORT)
     replicas: Mapping[str, int] = field(default_factory=dict)
     redis_url: str | None = None  # an external Redis; None: embedded in the data folder
     postgres_url: str | None = None  # an external server's admin DSN; None: embedded
@@ -89,7 +90,12 @@ class Swarm:
 
     @property
     def gateway(self) -> ChildProcess | None:
-        return next((c for c in self.children if c.spec == self.gateway_spec), None)
+        return next(iter(self.gateway_workers), None)
+
+    @property
+    def gateway_workers(self) -> list[ChildProcess]:
+        """The gateway's processes; all listen on the gateway's port."""
+        return [c for c in self.children if c.spec == self.gateway_spec]
 
     @property
     def gateway_url(self) -> str | None:
@@ -257,13 +263,17 @@ class Swarm:
             port = self.config.gateway_port
             if not port_available(port, self.config.host):
                 raise StartupError(f"port {port} is already in use; choose another with --port")
-            env = self._base_env(self.gateway_spec, 1, port)
-            # Every route is set, empty for a service that is not running: the default would point the
-            # gateway at a port where nothing (or something else) listens.
-            for spec in [*topology.SERVICES, *self.services]:
-                if spec.gateway_env:
-                    env[spec.gateway_env] = ",".join(c.url for c in self.replicas_of(spec.name))
-            self.children.append(ChildProcess(self.gateway_spec, 1, port, env, self.config.host))
+            workers = max(1, self.config.gateway_workers)
+            for index in range(1, workers + 1):
+                env = self._base_env(self.gateway_spec, index, port)
+                # Every route is set, empty for a service that is not running: the default would point the
+                # gateway at a port where nothing (or something else) listens.
+                for spec in [*topology.SERVICES, *self.services]:
+                    if spec.gateway_env:
+                        env[spec.gateway_env] = ",".join(c.url for c in self.replicas_of(spec.name))
+                if workers > 1:
+                    env["REUSE_PORT"] = "true"
+                self.children.append(ChildProcess(self.gateway_spec, index, port, env, self.config.host))
         self.printer.width = max([self.printer.width, *(len(c.label) for c in self.children)])
         for child in self.children:
             child.start(self.printer)
@@ -329,6 +339,7 @@ class Swarm:
                 for spec in self.services
             },
             gateway=self._process_state(self.gateway, running) if self.gateway else None,
+            more_gateway_workers=[self._process_state(c, running) for c in self.gateway_workers[1:]],
             status=status,
             supervisor_pid=os.getpid() if running else None,
             supervisor_cmdline=process_cmdline(os.getpid()) if running else None,

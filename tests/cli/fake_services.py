@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> web.Application:
                 "database_url": settings.database_url,
                 "redis_url": settings.redis_url,
                 "consumer_name": settings.consumer_name,
+                "pid": os.getpid(),
                 "private_key_file": settings.jwt_private_key_file,
                 "routes": {name: os.environ.get(name) for name in ROUTE_VARIABLES},
             }

@@ -85,6 +85,22 @@ def test_starts_every_replica_on_its_own_port_and_routes_the_gateway_to_them(mak
         assert re.search(rf"^{re.escape(label)} +\| {{", log, re.MULTILINE), f"no JSON line from {label}"
 
 
+def test_gateway_workers_share_the_gateway_port_and_are_recorded(make_swarm: MakeSwarm) -> None:
+    swarm, _ = make_swarm(gateway_workers=2)
+    swarm.start()
+    workers = swarm.gateway_workers
+    assert len(workers) == 2 and {w.port for w in workers} == {swarm.config.gateway_port}
+    # Every request is a new connection; the kernel spreads them over both listening processes.
+    answered_by = {http("GET", f"{swarm.gateway_url}/info")[1]["pid"] for _ in range(40)}
+    assert answered_by == {w.pid for w in workers}
+    state = load_state(swarm.data_dir)
+    assert state is not None and {p.pid for p in state.processes()} >= {w.pid for w in workers}
+
+    workers[0].kill()  # one worker gone: the port keeps answering through the other
+    workers[0].wait(5)
+    assert {http("GET", f"{swarm.gateway_url}/info")[1]["pid"] for _ in range(5)} == {workers[1].pid}
+
+
 def test_records_what_it_started_and_clears_the_pids_when_it_stops(make_swarm: MakeSwarm) -> None:
     swarm, _ = make_swarm()
     swarm.start()
