@@ -209,10 +209,10 @@ def run(srv: Servers, quick: bool) -> Section:
                 )
                 rates["bare"] = total / await _reference(r, None, "bench_bare", total)
                 # A profile of a few seconds of applying: where the gap to the optimised reference goes.
-                handle = profile.start(pids[0], 3)
+                handle = profile.start(pids[0], 4)
                 if handle is not None:
                     await asyncio.sleep(0.5)  # py-spy attaches
-                    await drain_round(r, pids, 60_000)
+                    await drain_round(r, pids, 100_000)
                 sec.notes.append(
                     "Profile of the project_svc process applying newUser events (what bounds it against the "
                     "optimised reference):\n\n" + profile.finish(handle)

@@ -28,6 +28,8 @@ def start(pid: int, seconds: float) -> tuple[subprocess.Popen[bytes], Path] | No
             str(pid),
             "--duration",
             str(max(1, int(seconds))),
+            "--rate",
+            "250",
             "--format",
             "raw",
             "--nonblocking",

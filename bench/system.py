@@ -61,6 +61,7 @@ def swarm(
     replicas: Mapping[str, int] | None = None,
     only: Sequence[str] | None = None,
     gateway: bool = True,
+    gateway_workers: int = 1,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[Swarm]:
     """The system (or only the named services) as real processes on fresh databases and empty streams."""
@@ -70,6 +71,7 @@ def swarm(
     config = SwarmConfig(
         data_dir=srv.root / f"swarm-{uuid.uuid4().hex[:6]}",
         gateway_port=free_port(),
+        gateway_workers=gateway_workers,
         replicas=dict(replicas or {}),
         redis_url=srv.redis.url,
         postgres_url=srv.postgres.url(),
