@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 INSTALL_INPUTS := pyproject.toml $(wildcard */__init__.py)
 PACKAGES := $(wildcard common auth_svc project_svc comment_svc notif_svc gateway)
 PYTEST_WORKERS ?= 2
@@ -34,8 +35,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES)
 
-## make bench: run the benchmarks on real processes and rewrite bench/REPORT.md; BENCH_ARGS="--quick" or "--only gateway"
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+## make bench: run the benchmarks on real processes and rewrite bench/REPORT.md; BENCH_ARGS="--quick" or "--only gateway".
+## The load generator and the reference proxy come from Debian: installed when missing if we are root.
+bench: $(BENCH_STAMP)
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "bench: installing wrk and nginx-light from Debian"; \
+	    apt-get install -y -q wrk nginx-light >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light >/dev/null; }; \
+	  else \
+	    echo "bench: needs wrk and nginx: sudo apt-get install -y wrk nginx-light" >&2; exit 1; \
+	  fi; \
+	fi
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## make clean: caches and build leftovers (keeps .venv and the data in .swarm/)

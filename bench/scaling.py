@@ -18,9 +18,9 @@ def run(srv: Servers, quick: bool) -> Section:
         "scaling",
         "6. Scaling: consumer replicas",
         f"As in 4., {n:,} newUser events for project_svc alone, now run as 1, 2 and 4 replica processes (one "
-        "consumer group, each replica its own consumer). Reference: 1 replica, in the same run. With the cores "
-        "each process used while applying (from /proc): one replica waits on its round trips (its batches are "
-        "applied one after another), more replicas overlap them until the two cores are busy.",
+        "consumer group; each replica with its default 2 consumer loops). Reference: 1 replica, in the same "
+        "run. With the cores each process used while applying (from /proc): one replica waits on its round "
+        "trips part of the time, more replicas overlap them until the two cores are busy.",
     )
     rates: dict[int, float] = {}
     for k in (1, 2, 4):

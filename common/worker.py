@@ -25,6 +25,7 @@ import collections
 import contextlib
 import contextvars
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -575,10 +576,11 @@ class ConsumerWorker:
                 raise _EventFailed(None, f"{type(exc).__name__}: {exc}") from exc
             run: list[tuple[Delivery, Event]] = []
             for delivery, event in batch:
-                if event.id not in fresh:  # applied before, or earlier in this very batch
+                event_id = str(uuid.UUID(event.id))  # as PostgreSQL returns it (an id may come in capitals)
+                if event_id not in fresh:  # applied before, or earlier in this very batch
                     result.duplicate(delivery)
                     continue
-                fresh.discard(event.id)
+                fresh.discard(event_id)
                 if run and run[-1][1].type != event.type:
                     await self._apply_run(conn, run, result, bulk=bulk)
                     run = []

@@ -506,3 +506,14 @@ async def test_when_a_bulk_call_fails_each_event_is_retried_alone_and_only_the_c
     assert worker.stats.isolated_batches == 1
     [(_, letter)] = await redis.xrange(DEAD_LETTER_STREAM)
     assert "cannot take bad" in letter["error"]
+
+
+async def test_an_event_id_in_capitals_is_applied_once_like_any_other(redis, pool):
+    event_id = str(uuid.uuid4()).upper()
+    async with running(redis, pool, {"thing": insert_thing}) as worker:
+        await publish(redis, "shouting", event_id)
+        await publish(redis, "shouting", event_id.lower())  # the same event: a duplicate
+        await eventually(lambda: _has(pool, 1), what="the event applied")
+        await eventually(lambda: _zero_pending(redis), what="both acknowledged")
+    assert await names(pool) == ["shouting"]
+    assert worker.stats.applied == 1 and worker.stats.duplicates == 1
