@@ -141,6 +141,11 @@ _DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
 )
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -157,8 +162,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error.status = exc.status
         return error_response(error)
     except _DEPENDENCY_DOWN as exc:
-        # A dependency is down or went away mid-request: say so, with a retryable status.
-        log.warning("http.dependency_unavailable", error=repr(exc))
+        if _client_gone(request):
+            # The caller hung up mid-request (reading its body or writing to it failed): nothing of ours
+            # is down, and nobody will read the answer.
+            log.info("http.client_gone", error=repr(exc))
+        else:
+            # A dependency is down or went away mid-request: say so, with a retryable status.
+            log.warning("http.dependency_unavailable", error=repr(exc))
         return error_response(ServiceUnavailable())
     except asyncpg.TooManyConnectionsError:
         return error_response(ServiceUnavailable("database is overloaded"))

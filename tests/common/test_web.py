@@ -7,6 +7,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import aiohttp
 import asyncpg
 import jwt
 import pytest
@@ -61,6 +62,19 @@ async def crash(request: web.Request) -> web.Response:
     raise RuntimeError("bug")
 
 
+@public
+async def hang_up(request: web.Request) -> web.Response:
+    """What a client closing its connection mid-request looks like from inside: the socket is gone."""
+    assert request.transport is not None
+    request.transport.close()
+    raise ConnectionResetError("Connection lost")
+
+
+@public
+async def lose_a_dependency(request: web.Request) -> web.Response:
+    raise ConnectionResetError("Connection lost")  # e.g. an upstream's socket, the client still there
+
+
 @pytest.fixture
 async def client(make_settings, redis):  # type: ignore[no-untyped-def]
     app = create_app(make_settings(service_name="demo", max_body_bytes=1024))
@@ -68,6 +82,8 @@ async def client(make_settings, redis):  # type: ignore[no-untyped-def]
     app.router.add_post("/things", create_thing)
     app.router.add_get("/things", list_things)
     app.router.add_get("/crash", crash)
+    app.router.add_get("/hang-up", hang_up)
+    app.router.add_get("/lose", lose_a_dependency)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -216,3 +232,14 @@ async def test_a_schema_passed_as_a_class_is_built_once_for_every_request(client
     for name in ("one", "two", "three"):
         assert (await client.post("/things", json={"name": name}, headers=headers)).status == 201
     assert Thing.built - built_before <= 1  # 0 if an earlier test of this process built it already
+
+
+async def test_a_client_hanging_up_is_not_logged_as_a_dependency_down(client):  # type: ignore[no-untyped-def]
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(aiohttp.ClientError):
+            await client.get("/hang-up")
+        lost = await client.get("/lose")
+    assert lost.status == 503
+    events = [entry["event"] for entry in logs]
+    assert events.count("http.client_gone") == 1
+    assert events.count("http.dependency_unavailable") == 1
