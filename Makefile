@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 INSTALL_INPUTS := pyproject.toml $(wildcard */__init__.py)
-PACKAGES := $(wildcard common auth_svc project_svc comment_svc notif_svc gateway)
+PACKAGES := $(wildcard common auth_svc project_svc comment_svc notif_svc gateway bench)
 PYTEST_WORKERS ?= 2
 
 .PHONY: run test lint bench clean distclean install

@@ -67,9 +67,13 @@ def wrk(
         )
     finally:
         Path(script).unlink(missing_ok=True)
-    out = r.stdout
-    if r.returncode != 0 or "Requests/sec" not in out:
-        raise RuntimeError(f"wrk failed ({r.returncode}): {out}\n{r.stderr}")
+    if r.returncode != 0 or "Requests/sec" not in r.stdout:
+        raise RuntimeError(f"wrk failed ({r.returncode}): {r.stdout}\n{r.stderr}")
+    return parse_wrk(r.stdout)
+
+
+def parse_wrk(out: str) -> LoadResult:
+    """What `wrk --latency` printed, as figures."""
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -101,20 +101,28 @@ def render(sections: list[Section], env: dict[str, str], runs: list[str]) -> str
 
 
 def write(
-    sections: list[Section], env: dict[str, str], args: str, total_s: float, *, order: Sequence[str], partial: bool
+    sections: list[Section],
+    env: dict[str, str],
+    args: str,
+    total_s: float,
+    *,
+    order: Sequence[str],
+    partial: bool,
+    report: Path = REPORT,
+    results: Path = RESULTS,
 ) -> Path:
-    """Render `sections` into REPORT.md; with `partial`, over the previous results' other sections."""
+    """Render `sections` into `report`; with `partial`, over the other sections kept in `results`."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     run = f"`{('bench.run ' + args).strip()}` on {now}, {total_s:.0f} s"
     runs = [run]
-    if partial and RESULTS.exists():
-        previous = json.loads(RESULTS.read_text())
+    if partial and results.exists():
+        previous = json.loads(results.read_text())
         fresh = {s.key for s in sections}
         kept = [Section.from_dict(raw) for raw in previous["sections"] if raw["key"] not in fresh]
         sections = sorted([*kept, *sections], key=lambda s: order.index(s.key) if s.key in order else len(order))
         runs = [*previous["runs"], run]
-    RESULTS.write_text(
+    results.write_text(
         json.dumps({"env": env, "runs": runs, "sections": [asdict(s) for s in sections]}, indent=1) + "\n"
     )
-    REPORT.write_text(render(sections, env, runs))
-    return REPORT
+    report.write_text(render(sections, env, runs))
+    return report
