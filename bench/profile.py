@@ -32,7 +32,6 @@ def start(pid: int, seconds: float) -> tuple[subprocess.Popen[bytes], Path] | No
             "250",
             "--format",
             "raw",
-            "--nonblocking",
             "--output",
             str(out),
         ],

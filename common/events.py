@@ -85,10 +85,13 @@ class Event:
         if not isinstance(data, dict):
             raise MalformedEvent("data is not a JSON object")
         try:
-            uuid.UUID(decoded["id"])
+            canonical = str(uuid.UUID(decoded["id"]))
         except ValueError:
+            canonical = ""
+        if canonical != decoded["id"].lower():
             # Consumers key their inbox (and traces) by this id: an entry without a real one is unusable.
-            raise MalformedEvent(f"id {decoded['id'][:64]!r} is not a UUID") from None
+            # Only the 8-4-4-4-12 form (any case): the one PostgreSQL's uuid type and every producer share.
+            raise MalformedEvent(f"id {decoded['id'][:64]!r} is not a UUID")
         return cls(
             id=decoded["id"],
             type=decoded["type"],

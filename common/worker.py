@@ -25,7 +25,6 @@ import collections
 import contextlib
 import contextvars
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -576,7 +575,7 @@ class ConsumerWorker:
                 raise _EventFailed(None, f"{type(exc).__name__}: {exc}") from exc
             run: list[tuple[Delivery, Event]] = []
             for delivery, event in batch:
-                event_id = str(uuid.UUID(event.id))  # as PostgreSQL returns it (an id may come in capitals)
+                event_id = event.id.lower()  # as PostgreSQL returns it (an id may come in capitals)
                 if event_id not in fresh:  # applied before, or earlier in this very batch
                     result.duplicate(delivery)
                     continue

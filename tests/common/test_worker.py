@@ -181,11 +181,12 @@ async def test_a_malformed_entry_is_dead_lettered_at_once(redis, pool):
     async with running(redis, pool, {"thing": insert_thing}):
         await redis.xadd(STREAM, {"id": str(uuid.uuid4()), "type": "thing", "data": "{not json"})
         await redis.xadd(STREAM, {"id": "not-a-uuid", "type": "thing", "data": '{"name": "no id"}'})
+        await redis.xadd(STREAM, {"id": "{" + str(uuid.uuid4()) + "}", "type": "thing", "data": '{"name": "x"}'})
         await publish(redis, "fine")
-        await eventually(lambda: _dlq_length(redis, 2), what="malformed entries dead-lettered")
+        await eventually(lambda: _dlq_length(redis, 3), what="malformed entries dead-lettered")
         await eventually(lambda: _has(pool, 1), what="next event applied")
     errors = [letter["error"] for _, letter in await redis.xrange(DEAD_LETTER_STREAM)]
-    assert "data is not JSON" in errors[0] and "is not a UUID" in errors[1]
+    assert "data is not JSON" in errors[0] and "is not a UUID" in errors[1] and "is not a UUID" in errors[2]
     assert await names(pool) == ["fine"]
 
 
