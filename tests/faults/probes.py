@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.check import Report, declared_checks, wait_converged
+from common.settings import Settings
 from common.streams import DeadLetter, list_dead_letters, list_streams, stream_keys
 from common.supervisor import Swarm
 from common.worker import entry_key
@@ -40,16 +41,26 @@ class Held:
     event_id: str
 
 
-async def held_by(redis: aioredis.Redis, group: str, consumer: str) -> list[Held]:
-    """What `consumer` of `group` holds pending, over every event stream."""
+def process_consumers(consumer_name: str) -> list[str]:
+    """The consumers of one process: its CONSUMER_CONCURRENCY loops (common.runtime.consumer_context)."""
+    loops = Settings().consumer_concurrency
+    return [consumer_name, *(f"{consumer_name}.{i}" for i in range(1, loops))]
+
+
+async def held_by(redis: aioredis.Redis, group: str, consumer_name: str) -> list[Held]:
+    """What the process named `consumer_name` holds pending in `group` (any of its loops), over every stream."""
     held: list[Held] = []
     for key in await stream_keys(redis):
         if group not in {g["name"] for g in await redis.xinfo_groups(key)}:
             continue
-        for pending in await redis.xpending_range(key, group, min="-", max="+", count=1000, consumername=consumer):
-            entry_id = str(pending["message_id"])
-            found = await xrange(redis, key, entry_id, entry_id)
-            held.append(Held(key, entry_id, found[0][1].get("id", "") if found else ""))
+        for consumer in process_consumers(consumer_name):
+            pending_entries = await redis.xpending_range(
+                key, group, min="-", max="+", count=1000, consumername=consumer
+            )
+            for pending in pending_entries:
+                entry_id = str(pending["message_id"])
+                found = await xrange(redis, key, entry_id, entry_id)
+                held.append(Held(key, entry_id, found[0][1].get("id", "") if found else ""))
     return held
 
 
