@@ -17,6 +17,8 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from common.db import COMMON_MIGRATIONS, create_pool, migrate
 from common.events import stream_for
@@ -67,7 +69,15 @@ def runtime_of(app: web.Application) -> Runtime:
 
 
 def make_redis(url: str) -> aioredis.Redis:
-    return aioredis.from_url(url, decode_responses=True, health_check_interval=30)
+    # Retries: after a Redis restart, every pooled connection is dead and each fails its next command
+    # ("Connection closed by server"), long after Redis is back. A client built from a URL gets no
+    # retry policy from redis-py, so one failing command meant one 503; now it reconnects and retries.
+    return aioredis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries=2),
+    )
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
