@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from common.db import create_pool
+from tests.helpers import eventually
 
 
 async def test_releasing_a_pooled_connection_sends_no_reset_query(database_url):
@@ -14,8 +13,15 @@ async def test_releasing_a_pooled_connection_sends_no_reset_query(database_url):
         async with pool.acquire() as conn:
             conn.add_query_logger(lambda record: queries.append(record.query))
             await conn.fetchval("SELECT 1")
-        await asyncio.sleep(0.05)  # loggers are called back on the loop; let any reset query's run
-        assert queries == ["SELECT 1"]  # asyncpg's default would add its RESET ALL / UNLISTEN * round trip
+        async with pool.acquire() as conn:  # the same connection (pool of one), after its release
+            await conn.fetchval("SELECT 2")
+
+        async def both_logged() -> bool:  # loggers are called back on the loop, in order
+            return "SELECT 2" in queries
+
+        await eventually(both_logged, what="the queries logged")
+        # asyncpg's default would have sent its RESET ALL / UNLISTEN * query in between, on release
+        assert queries == ["SELECT 1", "SELECT 2"]
     finally:
         await pool.close()
 

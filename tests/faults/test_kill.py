@@ -83,12 +83,10 @@ async def kill_mid_batch(
     async def stalled_holding_a_batch(lock: asyncpg.Connection) -> tuple[list[Held]] | None:
         if not await lock_waiters(lock):
             return None
+        # XREADGROUP records what it hands out before it answers, so a batch waiting on the lock is
+        # already in Redis's pending list. Sole replica: the waiting session is surely its own.
         held = await held_by(redis, group, consumer)
-        if not held and sole:
-            await asyncio.sleep(0.2)  # let Redis catch up; still waiting on the lock means it is in a batch
-            held = await held_by(redis, group, consumer)
-            return (held,) if await lock_waiters(lock) else None
-        return (held,) if held else None
+        return (held,) if held or sole else None
 
     for _attempt in range(5):
         async with inbox_locked(urls[group]) as lock:
