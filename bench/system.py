@@ -7,18 +7,15 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from common import topology
-from common.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from common.keys import ensure_keypair
+from common.embedded import ThrowawayServers, free_port, throwaway_servers
 from common.procs import ChildProcess
 from common.supervisor import Swarm, SwarmConfig
 
@@ -30,28 +27,11 @@ BENCH_ENV = {
 }
 
 
-@dataclass
-class Servers:
-    postgres: EmbeddedPostgres
-    redis: EmbeddedRedis
-    keys_dir: Path
-    root: Path
+Servers = ThrowawayServers
 
 
-@contextlib.contextmanager
-def servers() -> Iterator[Servers]:
-    root = Path(tempfile.mkdtemp(prefix="taskswarm-bench-"))
-    os.chmod(root, 0o755)
-    postgres = EmbeddedPostgres(root / "postgres", durable=False).start()
-    redis_server = EmbeddedRedis(root / "redis").start()
-    keys_dir = root / "keys"
-    ensure_keypair(keys_dir / "jwt_private.pem", keys_dir / "jwt_public.pem")
-    try:
-        yield Servers(postgres, redis_server, keys_dir, root)
-    finally:
-        redis_server.stop()
-        postgres.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
+def servers() -> contextlib.AbstractContextManager[Servers]:
+    return throwaway_servers("taskswarm-bench-")
 
 
 @contextlib.contextmanager

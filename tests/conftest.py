@@ -7,28 +7,17 @@ gets a fresh database and an empty Redis.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from common.db import drop_database, ensure_database
-from common.embedded import EmbeddedPostgres, EmbeddedRedis
-from common.keys import ensure_keypair
+from common.embedded import ThrowawayServers, throwaway_servers
 from common.settings import Settings
 
-
-@dataclass
-class Servers:
-    postgres: EmbeddedPostgres
-    redis: EmbeddedRedis
-    keys_dir: Path
+Servers = ThrowawayServers
 
 
 @pytest.fixture(scope="session")
@@ -36,18 +25,8 @@ def servers() -> Iterator[Servers]:
     # Not under pytest's basetemp: a pytest session starting meanwhile (another checkout, a developer's
     # run) resets the permissions of /tmp/pytest-of-<user>, and the embedded PostgreSQL, which runs as an
     # unprivileged user when we are root, would lose its data folder mid-run.
-    root = Path(tempfile.mkdtemp(prefix="taskswarm-test-servers-"))
-    os.chmod(root, 0o755)
-    postgres = EmbeddedPostgres(root / "postgres", durable=False).start()
-    redis_server = EmbeddedRedis(root / "redis").start()
-    keys_dir = root / "keys"
-    ensure_keypair(keys_dir / "jwt_private.pem", keys_dir / "jwt_public.pem")
-    try:
-        yield Servers(postgres, redis_server, keys_dir)
-    finally:
-        redis_server.stop()
-        postgres.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_servers("taskswarm-test-servers-") as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -13,18 +13,12 @@ dead-lettered for it).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from common.embedded import EmbeddedPostgres, EmbeddedRedis
-from common.keys import ensure_keypair
+from common.embedded import ThrowawayServers, throwaway_servers
 from common.streams import stream_keys
 from common.supervisor import Swarm
 from tests.faults.conftest import Supervision, api_for, database_urls, make_swarm
@@ -34,32 +28,16 @@ from tests.faults.workload import Workload, until
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class OwnServers:
-    redis: EmbeddedRedis
-    postgres: EmbeddedPostgres
-    keys_dir: Path
+@pytest.fixture(scope="module")
+def own_servers() -> Iterator[ThrowawayServers]:
+    # Outside pytest's basetemp, for the same reason as the session's servers (tests/conftest.py); Redis
+    # keeps its append-only file (EmbeddedRedis's default) and PostgreSQL syncs: both get killed here.
+    with throwaway_servers("taskswarm-fault-servers-", durable=True) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")
-def own_servers() -> Iterator[OwnServers]:
-    # Outside pytest's basetemp, for the same reason as the session's servers (tests/conftest.py).
-    root = Path(tempfile.mkdtemp(prefix="taskswarm-fault-servers-"))
-    os.chmod(root, 0o755)
-    postgres = EmbeddedPostgres(root / "postgres", durable=True).start()
-    redis_server = EmbeddedRedis(root / "redis", appendonly=True).start()
-    keys_dir = root / "keys"
-    ensure_keypair(keys_dir / "jwt_private.pem", keys_dir / "jwt_public.pem")
-    try:
-        yield OwnServers(redis_server, postgres, keys_dir)
-    finally:
-        redis_server.stop()
-        postgres.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def system(own_servers: OwnServers, tmp_path_factory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
+def system(own_servers: ThrowawayServers, tmp_path_factory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
     swarm = make_swarm(
         tmp_path_factory.mktemp("restarts"),
         redis_url=own_servers.redis.url,
