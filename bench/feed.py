@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from auth_svc.tokens import TokenIssuer
 from bench import profile
 from bench.consumer import _id
-from bench.load import wrk
+from bench.load import LoadResult, wrk
 from bench.report import Row, Section
 from bench.system import Servers, extra_process, swarm
 from common.events import Event
@@ -118,18 +118,13 @@ def run(srv: Servers, quick: bool) -> Section:
         etags, items, status = asyncio.run(_etags(gw, tokens))
         sec.notes.append(f"A full read returns {items} items; a poll with the ETag answered {status}.")
         conns = 32
-        poll = wrk(
-            f"{gw}/notifications",
-            script=_script("/api/v1/notifications", tokens, etags),
-            seconds=seconds,
-            connections=conns,
-        )
-        full = wrk(
-            f"{gw}/notifications",
-            script=_script("/api/v1/notifications", tokens, None),
-            seconds=seconds,
-            connections=conns,
-        )
+
+        def polls(base: str, path: str, validators: list[str] | None) -> LoadResult:
+            """wrk for `seconds`, each request the next user's `path`, with `validators` as If-None-Match."""
+            return wrk(base + path, script=_script(path, tokens, validators), seconds=seconds, connections=conns)
+
+        poll = polls(s.gateway_url or "", "/api/v1/notifications", etags)
+        full = polls(s.gateway_url or "", "/api/v1/notifications", None)
         # The reference: the same gateway (a second process, same settings) with a trivial authenticated
         # poll handler (bench/trivial.py) in notif_svc's place.
         notif = s.replicas_of("notif_svc")[0]
@@ -138,27 +133,12 @@ def run(srv: Servers, quick: bool) -> Section:
             extra_process(s, notif, factory="bench.trivial:create") as stand_in,
             extra_process(s, s.gateway, env={"NOTIF_URL": stand_in.url}) as reference_gateway,
         ):
-            trivial = wrk(
-                f"{reference_gateway.url}/api/v1/notifications",
-                script=_script("/api/v1/notifications", tokens, [f'"{u}"' for u, _ in pairs]),
-                seconds=seconds,
-                connections=conns,
-            )
-        poll_direct = wrk(
-            f"{direct}/notifications",
-            script=_script("/notifications", tokens, etags),
-            seconds=seconds,
-            connections=conns,
-        )
+            trivial = polls(reference_gateway.url, "/api/v1/notifications", [f'"{u}"' for u, _ in pairs])
+        poll_direct = polls(direct, "/notifications", etags)
         if poll.rps < 0.8 * trivial.rps and s.gateway and s.gateway.pid:
             handle = profile.start(s.gateway.pid, seconds)
             if handle is not None:
-                wrk(
-                    f"{gw}/notifications",
-                    script=_script("/api/v1/notifications", tokens, etags),
-                    seconds=seconds,
-                    connections=conns,
-                )
+                polls(s.gateway_url or "", "/api/v1/notifications", etags)
             sec.notes.append(
                 "Target missed; profile of the gateway process under the 304 polls:\n\n" + profile.finish(handle)
             )

@@ -263,16 +263,18 @@ class Swarm:
             port = self.config.gateway_port
             if not port_available(port, self.config.host):
                 raise StartupError(f"port {port} is already in use; choose another with --port")
+            # Every route is set, empty for a service that is not running: the default would point the
+            # gateway at a port where nothing (or something else) listens.
+            routes = {
+                spec.gateway_env: ",".join(c.url for c in self.replicas_of(spec.name))
+                for spec in [*topology.SERVICES, *self.services]
+                if spec.gateway_env
+            }
             workers = max(1, self.config.gateway_workers)
+            if workers > 1:
+                routes["REUSE_PORT"] = "true"  # the workers share the port
             for index in range(1, workers + 1):
-                env = self._base_env(self.gateway_spec, index, port)
-                # Every route is set, empty for a service that is not running: the default would point the
-                # gateway at a port where nothing (or something else) listens.
-                for spec in [*topology.SERVICES, *self.services]:
-                    if spec.gateway_env:
-                        env[spec.gateway_env] = ",".join(c.url for c in self.replicas_of(spec.name))
-                if workers > 1:
-                    env["REUSE_PORT"] = "true"
+                env = {**self._base_env(self.gateway_spec, index, port), **routes}
                 self.children.append(ChildProcess(self.gateway_spec, index, port, env, self.config.host))
         self.printer.width = max([self.printer.width, *(len(c.label) for c in self.children)])
         for child in self.children:
