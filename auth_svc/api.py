@@ -18,11 +18,11 @@ from auth_svc.schemas import (
     UserSchema,
 )
 from auth_svc.service import AuthService, user_view
-from common.keys import public_jwk
-from common.openapi import doc, offset_page_of
-from common.runtime import runtime_of
-from common.validation import offset_page, parse_body, parse_query
-from common.web import json_response, principal, public
+from common.docs.openapi import doc, offset_page_of
+from common.http.app import json_response, principal, public
+from common.http.contexts import runtime_of
+from common.http.validation import offset_page, parse_body, parse_query
+from common.service.keys import public_jwk
 
 AUTH_SERVICE = web.AppKey("auth_service", AuthService)
 JWKS_KEY_ID = "taskswarm-1"

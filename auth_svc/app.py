@@ -9,10 +9,10 @@ from aiohttp import web
 from auth_svc.api import AUTH_SERVICE, add_routes
 from auth_svc.service import AuthService, PasswordHasher
 from auth_svc.tokens import TokenIssuer
-from common.openapi import add_openapi_route
-from common.runtime import database_context, outbox_context, redis_context, retention_context, runtime_of
-from common.settings import Settings
-from common.web import create_app as create_base_app
+from common.core.settings import Settings
+from common.docs.openapi import add_openapi_route
+from common.http.app import create_app as create_base_app
+from common.http.contexts import database_context, outbox_context, redis_context, retention_context, runtime_of
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The streams this service writes to: its retention trimmer looks after them (common/retention.py).

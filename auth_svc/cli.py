@@ -11,11 +11,11 @@ import typer
 from auth_svc.schemas import ROLES
 from auth_svc.service import AuthService, PasswordHasher
 from auth_svc.tokens import TokenIssuer
-from common.db import create_pool
-from common.errors import NotFound
-from common.runtime import Runtime, make_redis
-from common.settings import Settings
-from common.state import NoSystemFound, resolve_settings
+from common.core.errors import NotFound
+from common.core.settings import Settings
+from common.db.migrations import create_pool
+from common.http.contexts import Runtime, make_redis
+from common.swarm.state import NoSystemFound, resolve_settings
 
 users_app = typer.Typer(help="Manage users (auth_svc).", no_args_is_help=True)
 

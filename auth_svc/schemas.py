@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from common.notices import NOTICE_EVENT, NoticeSchema
-from common.validation import OffsetPageQuery
+from common.contracts.notices import NOTICE_EVENT, NoticeSchema
+from common.http.validation import OffsetPageQuery
 
 ROLES = ("user", "admin", "superadmin")
 

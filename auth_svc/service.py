@@ -17,13 +17,13 @@ from passlib.context import CryptContext
 from auth_svc import store
 from auth_svc.schemas import UserEventSchema, UserSchema
 from auth_svc.tokens import TokenIssuer, TokenPair
-from common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from common.events import Event
-from common.notices import notice
-from common.outbox import enqueue
-from common.runtime import Runtime
-from common.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
-from common.validation import is_uuid
+from common.contracts.notices import notice
+from common.core.envelope import Event
+from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from common.http.contexts import Runtime
+from common.http.validation import is_uuid
+from common.messaging.outbox import enqueue
+from common.service.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
 
 log = structlog.get_logger("auth")
 

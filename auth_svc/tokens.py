@@ -1,4 +1,4 @@
-"""Token issuing: only auth_svc holds the private key. Verification lives in common.tokens."""
+"""Token issuing: only auth_svc holds the private key. Verification lives in common.service.tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from common.tokens import ACCESS, ALGORITHM, REFRESH
+from common.service.tokens import ACCESS, ALGORITHM, REFRESH
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from bench import profile
 from bench.cpu import CpuMeter
 from bench.report import Row, Section
 from bench.system import Servers, swarm
-from common import topology
-from common.events import Event
-from common.replica import UserReplicaSchema
+from common.contracts import topology
+from common.contracts.users import UserReplicaSchema
+from common.core.envelope import Event
 
 STREAM = "events:newUser"
 _user_schema = UserReplicaSchema()

@@ -16,7 +16,7 @@ from bench.consumer import _id
 from bench.load import LoadResult, wrk
 from bench.report import Row, Section
 from bench.system import Servers, extra_process, swarm
-from common.events import Event
+from common.core.envelope import Event
 
 STREAM = "events:newNotif"
 

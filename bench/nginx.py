@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from common.embedded import free_port, port_open
+from common.swarm.embedded import free_port, port_open
 
 CONF = """
 user root;

@@ -61,7 +61,7 @@ def render(sections: list[Section], env: dict[str, str], runs: list[str]) -> str
         f"- Load generator: `wrk` ({wrk_version}), one process outside the system, `--latency` for p50/p99; "
         f"nginx: {env.get('nginx')}",
         "- System: every service and the gateway as separate processes (the `swarm up` machinery, "
-        "`common.supervisor.Swarm`) on embedded Redis and PostgreSQL (PostgreSQL without fsync), all on this "
+        "`common.swarm.supervisor.Swarm`) on embedded Redis and PostgreSQL (PostgreSQL without fsync), all on this "
         "machine together with the load generator, so every figure shares the cores with its reference.",
         "- Each figure is measured side by side with its reference, in the same run (each section says when); "
         "ratio = value / reference.",

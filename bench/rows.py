@@ -13,7 +13,7 @@ from bench.feed import _seed as seed_notifications
 from bench.load import LoadResult, wrk
 from bench.report import Row, Section
 from bench.system import Servers, swarm
-from common import topology
+from common.contracts import topology
 
 # What one user sees stays the same size while everyone else's rows grow around it.
 MY_CARDS = 100

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import redis
 
-from common import topology
-from common.embedded import ThrowawayServers, free_port, throwaway_servers
-from common.procs import ChildProcess
-from common.supervisor import Swarm, SwarmConfig
+from common.contracts import topology
+from common.swarm.embedded import ThrowawayServers, free_port, throwaway_servers
+from common.swarm.procs import ChildProcess
+from common.swarm.supervisor import Swarm, SwarmConfig
 
 # Benchmarks hammer one user: the per-user limit would turn them into a 429 benchmark.
 BENCH_ENV = {

@@ -1,6 +1,6 @@
 """The reference handler of benchmark 5: the cheapest authenticated poll the service skeleton can serve.
 
-Built like every service (`common.web.create_app`: the same middlewares, the same token check against
+Built like every service (`common.http.app.create_app`: the same middlewares, the same token check against
 the same Redis deny-list), with one route in place of notif_svc's feed: `GET /notifications` answers
 304 when `If-None-Match` carries the caller's constant ETag, else a tiny 200. Put behind a gateway in
 notif_svc's place, it shows what the gateway + skeleton cost a poll, so the feed's own 304 path is
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.runtime import redis_context
-from common.settings import Settings
-from common.web import PRINCIPAL, create_app
+from common.core.settings import Settings
+from common.http.app import PRINCIPAL, create_app
+from common.http.contexts import redis_context
 
 
 async def poll(request: web.Request) -> web.StreamResponse:

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from comment_svc.schemas import CommentListQuery, CommentPageSchema, CommentRequest, CommentSchema
 from comment_svc.service import CommentService, comment_view
-from common.openapi import doc
-from common.validation import parse_body, parse_query
-from common.web import json_response, principal
+from common.docs.openapi import doc
+from common.http.app import json_response, principal
+from common.http.validation import parse_body, parse_query
 
 COMMENT_SERVICE = web.AppKey("comment_service", CommentService)
 

@@ -9,8 +9,10 @@ from aiohttp import web
 from comment_svc.api import COMMENT_SERVICE, add_routes
 from comment_svc.consumers import HANDLERS
 from comment_svc.service import CommentService
-from common.openapi import add_openapi_route
-from common.runtime import (
+from common.core.settings import Settings
+from common.docs.openapi import add_openapi_route
+from common.http.app import create_app as create_base_app
+from common.http.contexts import (
     consumer_context,
     database_context,
     outbox_context,
@@ -18,8 +20,6 @@ from common.runtime import (
     retention_context,
     runtime_of,
 )
-from common.settings import Settings
-from common.web import create_app as create_base_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The streams this service writes to: its retention trimmer looks after them (common/retention.py).

@@ -22,10 +22,10 @@ from comment_svc.schemas import (
     ProjectDeletedEventSchema,
     ProjectEventSchema,
 )
-from common.check import Check, Invariant, Mirror
-from common.events import Event
-from common.replica import USER_REPLICA_HANDLERS
-from common.worker import Handler
+from common.contracts.users import USER_REPLICA_HANDLERS
+from common.core.envelope import Event
+from common.messaging.consumer import Handler
+from common.swarm.check import Check, Invariant, Mirror
 
 log = structlog.get_logger("comment.replica")
 

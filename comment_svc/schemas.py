@@ -7,9 +7,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from common.notices import NOTICE_EVENT, NoticeSchema
-from common.replica import UserReplicaSchema
-from common.validation import CursorPageQuery
+from common.contracts.notices import NOTICE_EVENT, NoticeSchema
+from common.contracts.users import UserReplicaSchema
+from common.http.validation import CursorPageQuery
 
 BODY_MAX = 10_000
 

@@ -19,13 +19,13 @@ import structlog
 
 from comment_svc import store
 from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, CommentSchema
-from common.errors import Forbidden, NotFound
-from common.events import Event
-from common.notices import notice
-from common.outbox import enqueue
-from common.runtime import Runtime
-from common.tokens import Principal
-from common.validation import decode_keyset, encode_keyset, is_uuid
+from common.contracts.notices import notice
+from common.core.envelope import Event
+from common.core.errors import Forbidden, NotFound
+from common.http.contexts import Runtime
+from common.http.validation import decode_keyset, encode_keyset, is_uuid
+from common.messaging.outbox import enqueue
+from common.service.tokens import Principal
 
 log = structlog.get_logger("comment")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from common.replica import upsert_if_newer
+from common.contracts.users import upsert_if_newer
 
 Record = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """Run one process of the system: `python -m common.serve <name> [--factory module:callable]`.
 
-`<name>` is a service of `common.topology` (or the gateway); without it, `SERVICE_NAME` is used, which
+`<name>` is a service of `common.contracts.topology` (or the gateway); without it, `SERVICE_NAME` is used, which
 is how the container image starts whichever service its environment names. Settings come from the
 environment only. SIGTERM and SIGINT make aiohttp stop accepting connections, give in-flight requests
 `SHUTDOWN_TIMEOUT_S` to finish, then run the cleanup contexts (consumers drain, the outbox relays its
@@ -16,9 +16,9 @@ import os
 import structlog
 from aiohttp import web
 
-from common.logging import configure_logging
-from common.settings import Settings
-from common.topology import load_factory, spec_for
+from common.contracts.topology import load_factory, spec_for
+from common.core.logging import configure_logging
+from common.core.settings import Settings
 
 # Requests take milliseconds; long polls are the only slow ones, and their clients retry. A short drain
 # keeps `swarm up`'s stop (and a rolling restart) quick while letting ordinary requests finish.
@@ -28,7 +28,7 @@ SHUTDOWN_TIMEOUT_S = 5.0
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m common.serve", description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", default=os.environ.get("SERVICE_NAME"), help="service to run")
-    parser.add_argument("--factory", help="app factory 'module:callable' (default: from common.topology)")
+    parser.add_argument("--factory", help="app factory 'module:callable' (default: from common.contracts.topology)")
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("name the service to run, or set SERVICE_NAME")

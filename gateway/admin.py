@@ -1,7 +1,7 @@
 """Stream inspection for admins (SPEC §3 "Stream inspection"): local routes of the gateway.
 
 No service owns the streams, and the gateway already holds Redis and the token verifier, so these are
-answered here rather than proxied. Every query is `common.streams` (the same functions `swarm streams`,
+answered here rather than proxied. Every query is `common.messaging.views` (the same functions `swarm streams`,
 `swarm dlq` and `swarm trace` call); the handlers only check the caller, parse the query and answer.
 
 Auth: the common auth middleware verifies the token as on any service route (401 without one, or when
@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from common import streams
-from common.errors import Forbidden, NotFound
-from common.openapi import doc
-from common.runtime import runtime_of
-from common.validation import parse_query
-from common.web import Handler, json_response, principal
+from common.core.errors import Forbidden, NotFound
+from common.docs.openapi import doc
+from common.http.app import Handler, json_response, principal
+from common.http.contexts import runtime_of
+from common.http.validation import parse_query
+from common.messaging import views as streams
 from gateway.routing import API_PREFIX
 
 ADMIN_PREFIX = API_PREFIX + "/admin"

@@ -16,10 +16,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from common.errors import ServiceUnavailable, Unauthorized
-from common.runtime import Runtime
-from common.settings import Settings
-from common.tokens import TokenVerifier, bearer_token, revoked_session_key
+from common.core.errors import ServiceUnavailable, Unauthorized
+from common.core.settings import Settings
+from common.http.contexts import Runtime
+from common.service.tokens import TokenVerifier, bearer_token, revoked_session_key
 from gateway import ratelimit
 from gateway.routing import Access
 

@@ -2,12 +2,12 @@
 
 - `GET /api/v1/openapi.json`: one OpenAPI 3 document of every public path. Built at start-up from the
   services' own route tables and `@doc`s (their `api.py` modules are importable here: same repository,
-  same image) with the builder of `common.openapi`, their paths moved under `/api/v1` the way
+  same image) with the builder of `common.docs.openapi`, their paths moved under `/api/v1` the way
   `gateway.routing` routes them (notif_svc's `/notifications/ws` is `/api/v1/ws`), plus the gateway's
   own routes: the admin API of stream inspection (`gateway.admin`), `/health` and these.
   A service whose package is missing, or that this gateway has no URL for, is left out: its paths
   answer 404 here.
-- `GET /api/v1/asyncapi.json`: the AsyncAPI document of the event catalog (`common.asyncapi`).
+- `GET /api/v1/asyncapi.json`: the AsyncAPI document of the event catalog (`common.docs.asyncapi`).
 - `GET /docs`: Swagger UI on the OpenAPI document, its files served from the `swagger-ui-bundle`
   package under `/docs/static/`, so the page works with no network beyond this host.
 """
@@ -25,11 +25,12 @@ import orjson
 import swagger_ui_bundle
 from aiohttp import web
 
-from common import asyncapi, topology
-from common.errors import NotFound
-from common.openapi import Doc, OpenAPIBuilder, doc, doc_of
-from common.settings import Settings
-from common.web import public
+from common.contracts import topology
+from common.core.errors import NotFound
+from common.core.settings import Settings
+from common.docs import asyncapi
+from common.docs.openapi import Doc, OpenAPIBuilder, doc, doc_of
+from common.http.app import public
 from gateway import admin, health
 from gateway.routing import API_PREFIX, ROUTES, Access, Router, access_of
 

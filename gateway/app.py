@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from common.runtime import redis_context, runtime_of
-from common.settings import Settings
-from common.web import create_app as create_base_app
+from common.core.settings import Settings
+from common.http.app import create_app as create_base_app
+from common.http.contexts import redis_context, runtime_of
 from gateway.admin import add_admin_routes
 from gateway.admission import Admission
 from gateway.apidocs import add_docs_routes

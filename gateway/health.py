@@ -13,8 +13,8 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from common.runtime import ReadinessCheck
-from common.web import REQUEST_ID, REQUEST_ID_HEADER, RUNTIME, json_response, public
+from common.http.app import REQUEST_ID, REQUEST_ID_HEADER, RUNTIME, json_response, public
+from common.http.contexts import ReadinessCheck
 from gateway.proxy import GATEWAY
 
 PROBE_TIMEOUT_S = 2.0

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from common.errors import PayloadTooLarge
-from common.web import REQUEST_ID, REQUEST_ID_HEADER
+from common.core.errors import PayloadTooLarge
+from common.http.app import REQUEST_ID, REQUEST_ID_HEADER
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}

@@ -21,10 +21,10 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from common.errors import AppError, BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
-from common.metrics import label_route
-from common.settings import Settings
-from common.web import REQUEST_ID, REQUEST_ID_HEADER, public
+from common.core.errors import AppError, BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
+from common.core.settings import Settings
+from common.http.app import REQUEST_ID, REQUEST_ID_HEADER, public
+from common.service.metrics import label_route
 from gateway.admission import Admission
 from gateway.messages import (
     Body,

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import NoScriptError, RedisError
 
-from common.errors import RateLimited
+from common.core.errors import RateLimited
 
 log = structlog.get_logger("gateway.ratelimit")
 

@@ -36,10 +36,10 @@ from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from common.errors import AppError, BadGateway, GatewayTimeout, ServiceUnavailable, ValidationFailed
-from common.settings import Settings
-from common.tokens import bearer_token
-from common.web import REQUEST_ID, REQUEST_ID_HEADER
+from common.core.errors import AppError, BadGateway, GatewayTimeout, ServiceUnavailable, ValidationFailed
+from common.core.settings import Settings
+from common.http.app import REQUEST_ID, REQUEST_ID_HEADER
+from common.service.tokens import bearer_token
 from gateway.admission import Admission
 from gateway.routing import Target
 

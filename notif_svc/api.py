@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from common.openapi import doc
-from common.runtime import runtime_of
-from common.validation import parse_query
-from common.web import json_response, principal
+from common.docs.openapi import doc
+from common.http.app import json_response, principal
+from common.http.contexts import runtime_of
+from common.http.validation import parse_query
 from notif_svc.schemas import FeedQuery, NotificationPageSchema, UnreadCountSchema
 from notif_svc.service import NotificationService
 from notif_svc.store import FeedState

@@ -12,11 +12,11 @@ from functools import partial
 
 import asyncpg
 
-from common.check import Check, Invariant, Mirror
-from common.events import Event
-from common.notices import NOTICE_EVENT
-from common.replica import USER_REPLICA_HANDLERS
-from common.worker import Handler, after_commit
+from common.contracts.notices import NOTICE_EVENT
+from common.contracts.users import USER_REPLICA_HANDLERS
+from common.core.envelope import Event
+from common.messaging.consumer import Handler, after_commit
+from common.swarm.check import Check, Invariant, Mirror
 from notif_svc.service import NotificationService
 
 

@@ -28,8 +28,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from common.runtime import make_redis
-from common.tokens import REVOCATIONS_CHANNEL
+from common.http.contexts import make_redis
+from common.service.tokens import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
 
 log = structlog.get_logger("notif.live")

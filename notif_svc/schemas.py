@@ -1,5 +1,5 @@
 """Marshmallow schemas of notif_svc: the feed query and the notification as the API (and the socket)
-shows it. The newNotif payload is common.notices.NoticeSchema (one contract for its three producers)."""
+shows it. The newNotif payload is common.contracts.notices.NoticeSchema (one contract for its three producers)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates
 
-from common.notices import NOTICE_EVENT, NoticeSchema
-from common.replica import UserReplicaSchema
-from common.validation import CursorPageQuery
+from common.contracts.notices import NOTICE_EVENT, NoticeSchema
+from common.contracts.users import UserReplicaSchema
+from common.http.validation import CursorPageQuery
 
 
 class FeedQuery(CursorPageQuery):

@@ -22,11 +22,11 @@ import asyncpg
 import structlog
 from redis.exceptions import RedisError
 
-from common.errors import NotFound
-from common.events import Event, utcnow
-from common.notices import NoticeSchema
-from common.runtime import Runtime
-from common.validation import decode_keyset, encode_keyset, is_uuid
+from common.contracts.notices import NoticeSchema
+from common.core.envelope import Event, utcnow
+from common.core.errors import NotFound
+from common.http.contexts import Runtime
+from common.http.validation import decode_keyset, encode_keyset, is_uuid
 from notif_svc import live
 from notif_svc.schemas import NotificationSchema
 from notif_svc.store import FeedState, Notice, Notification, NotificationStore

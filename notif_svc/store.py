@@ -15,7 +15,7 @@ from typing import Protocol
 
 import asyncpg
 
-from common.settings import Settings
+from common.core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

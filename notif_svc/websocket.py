@@ -21,11 +21,11 @@ import orjson
 import structlog
 from aiohttp import WSCloseCode, web
 
-from common.errors import Unauthorized
-from common.openapi import ACCESS_TOKEN_QUERY, BEARER, doc
-from common.runtime import runtime_of
-from common.tokens import Principal, TokenVerifier, bearer_token
-from common.web import public
+from common.core.errors import Unauthorized
+from common.docs.openapi import ACCESS_TOKEN_QUERY, BEARER, doc
+from common.http.app import public
+from common.http.contexts import runtime_of
+from common.service.tokens import Principal, TokenVerifier, bearer_token
 from notif_svc.live import Listener, LiveHub, Signal
 
 log = structlog.get_logger("notif.ws")

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common.openapi import add_openapi_route
-from common.runtime import (
+from common.core.settings import Settings
+from common.docs.openapi import add_openapi_route
+from common.http.app import create_app as create_base_app
+from common.http.contexts import (
     consumer_context,
     database_context,
     outbox_context,
@@ -15,8 +17,6 @@ from common.runtime import (
     retention_context,
     runtime_of,
 )
-from common.settings import Settings
-from common.web import create_app as create_base_app
 from project_svc.api import PROJECT_SERVICE, add_routes
 from project_svc.consumers import HANDLERS
 from project_svc.reminders import REMINDERS, Reminders, reminders_context

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from common.check import Check, Mirror
-from common.events import Event
-from common.replica import USER_REPLICA_HANDLERS
-from common.worker import Handler
+from common.contracts.users import USER_REPLICA_HANDLERS
+from common.core.envelope import Event
+from common.messaging.consumer import Handler
+from common.swarm.check import Check, Mirror
 from project_svc import store
 from project_svc.schemas import CommentCountSchema
 

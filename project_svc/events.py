@@ -2,7 +2,7 @@
 
 Entity events are dumped with the schemas of `schemas.py`, the same ones the API answers with, so an
 event's fields and formats are exactly those of the entity a client reads. Who receives which notice
-is decided here (SPEC §3 Notifications); `common.notices.notice` drops the actor and empty notices.
+is decided here (SPEC §3 Notifications); `common.contracts.notices.notice` drops the actor and empty notices.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import Any
 
-from common.events import Event
-from common.notices import SYSTEM_ACTOR, notice
-from common.tokens import Principal
+from common.contracts.notices import SYSTEM_ACTOR, notice
+from common.core.envelope import Event
+from common.service.tokens import Principal
 from project_svc.schemas import (
     CardDeletedEventSchema,
     CardEventSchema,

@@ -21,9 +21,9 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from common.events import utcnow
-from common.outbox import enqueue
-from common.runtime import Runtime, runtime_of
+from common.core.envelope import utcnow
+from common.http.contexts import Runtime, runtime_of
+from common.messaging.outbox import enqueue
 from project_svc import events, store
 
 log = structlog.get_logger("project.reminders")

@@ -9,9 +9,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from common.notices import NOTICE_EVENT, NoticeSchema
-from common.replica import UserReplicaSchema
-from common.validation import CursorPageQuery, OffsetPageQuery
+from common.contracts.notices import NOTICE_EVENT, NoticeSchema
+from common.contracts.users import UserReplicaSchema
+from common.http.validation import CursorPageQuery, OffsetPageQuery
 
 STATUSES = ("todo", "in_progress", "review", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")

@@ -16,12 +16,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.events import Event
-from common.outbox import enqueue
-from common.runtime import Runtime
-from common.tokens import Principal
-from common.validation import decode_keyset, encode_keyset, is_uuid
+from common.core.envelope import Event
+from common.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from common.http.contexts import Runtime
+from common.http.validation import decode_keyset, encode_keyset, is_uuid
+from common.messaging.outbox import enqueue
+from common.service.tokens import Principal
 from project_svc import events, store
 from project_svc.store import LockMode, Record
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from common.db import drop_database, ensure_database
-from common.embedded import ThrowawayServers, throwaway_servers
-from common.settings import Settings
+from common.core.settings import Settings
+from common.db.migrations import drop_database, ensure_database
+from common.swarm.embedded import ThrowawayServers, throwaway_servers
 
 Servers = ThrowawayServers
 

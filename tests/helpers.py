@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from auth_svc.tokens import TokenIssuer
-from common.events import Event
+from common.core.envelope import Event
 
 T = TypeVar("T")
 

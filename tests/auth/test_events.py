@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient, TestServer
 
 from auth_svc.app import create_app
-from common.embedded import EmbeddedRedis
-from common.events import ENVELOPE_FIELDS, Event
-from common.runtime import make_redis, runtime_of
+from common.core.envelope import ENVELOPE_FIELDS, Event
+from common.http.contexts import make_redis, runtime_of
+from common.swarm.embedded import EmbeddedRedis
 from tests.helpers import eventually
 
 

@@ -6,10 +6,10 @@ import asyncio
 import os
 import sys
 
-from common.events import Event
+from common.core.envelope import Event
 from tests.helpers import bearer, eventually
 
-SWARM = [sys.executable, "-c", "from common.cli import main; main()"]
+SWARM = [sys.executable, "-c", "from common.swarm.cli import main; main()"]
 
 
 async def swarm(*args: str, env: dict[str, str]) -> tuple[int, str]:

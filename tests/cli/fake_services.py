@@ -13,9 +13,9 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from common.settings import Settings
-from common.web import create_app as create_base_app
-from common.web import json_response, public
+from common.core.settings import Settings
+from common.http.app import create_app as create_base_app
+from common.http.app import json_response, public
 
 log = structlog.get_logger("fake")
 

@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from common.cli import app, mount_groups, parse_replicas
-from common.state import ProcessState, ServerState, SwarmState, save_state
+from common.swarm.cli import app, mount_groups, parse_replicas
+from common.swarm.state import ProcessState, ServerState, SwarmState, save_state
 
 sample_group = typer.Typer()
 

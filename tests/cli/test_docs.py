@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import fields
 
-from common.settings import Settings
+from common.core.settings import Settings
 from tests.cli.conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()

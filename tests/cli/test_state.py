@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.state import (
+from common.swarm.state import (
     NoSystemFound,
     ProcessState,
     ServerState,

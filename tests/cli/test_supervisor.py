@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from common.embedded import free_port
-from common.procs import LogPrinter
-from common.state import load_state, pid_alive
-from common.supervisor import StartupError, Swarm, SwarmConfig
-from common.topology import ServiceSpec
+from common.contracts.topology import ServiceSpec
+from common.swarm.embedded import free_port
+from common.swarm.procs import LogPrinter
+from common.swarm.state import load_state, pid_alive
+from common.swarm.supervisor import StartupError, Swarm, SwarmConfig
 from tests.cli.conftest import REPO_ROOT, http, wait_until
 from tests.conftest import Servers
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from common.embedded import free_port
-from common.state import SwarmState, load_state, pid_alive
+from common.swarm.embedded import free_port
+from common.swarm.state import SwarmState, load_state, pid_alive
 from tests.cli.conftest import REPO_ROOT, http, wait_until
 from tests.conftest import Servers
 

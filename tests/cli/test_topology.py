@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from common import topology
-from common.topology import ServiceSpec
+from common.contracts import topology
+from common.contracts.topology import ServiceSpec
 from tests.cli.conftest import REPO_ROOT
 
 
@@ -38,7 +38,7 @@ def test_checking_availability_imports_no_service_module() -> None:
     # In a fresh interpreter: other tests of this session import service apps themselves.
     packages = {spec.module.split(".")[0] for spec in (*topology.SERVICES, topology.GATEWAY)}
     code = (
-        "import sys; from common import topology; topology.services(); topology.gateway(); "
+        "import sys; from common.contracts import topology; topology.services(); topology.gateway(); "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r} and '.' in m))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from comment_svc.consumers import HANDLERS
-from common.events import Event
+from common.core.envelope import Event
 
 PRODUCER = "project_svc"
 

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from comment_svc.app import MIGRATIONS, create_app
-from common.db import COMMON_MIGRATIONS, connect, migrate
-from common.events import Event
-from common.runtime import runtime_of
+from common.core.envelope import Event
+from common.db.migrations import COMMON_MIGRATIONS, connect, migrate
+from common.http.contexts import runtime_of
 from tests.comment.builders import ProjectSource
 from tests.helpers import access_token, bearer, eventually, publish, user_record
 

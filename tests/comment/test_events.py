@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 
-from common.events import Event
+from common.core.envelope import Event
 from tests.comment.conftest import Actor, World
 
 

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
 
 THINGS_TABLE = """
 CREATE TABLE IF NOT EXISTS things (

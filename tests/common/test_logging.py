@@ -5,7 +5,7 @@ import logging
 
 import structlog
 
-from common.logging import configure_logging
+from common.core.logging import configure_logging
 
 
 def test_log_lines_are_json_with_the_service_and_bound_context(capsys):

@@ -5,7 +5,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from common.db import MigrationError, migrate
+from common.db.migrations import MigrationError, migrate
 
 
 def write(directory, name: str, sql: str) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.notices import SYSTEM_ACTOR, NoticeSchema, notice
+from common.contracts.notices import SYSTEM_ACTOR, NoticeSchema, notice
 
 ACTOR = {"id": "a", "username": "alice"}
 

@@ -10,10 +10,10 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 
-from common.embedded import EmbeddedRedis
-from common.events import ENVELOPE_FIELDS, Event, stream_for
-from common.outbox import OutboxRelay, enqueue
-from common.runtime import make_redis
+from common.core.envelope import ENVELOPE_FIELDS, Event, stream_for
+from common.http.contexts import make_redis
+from common.messaging.outbox import OutboxRelay, enqueue
+from common.swarm.embedded import EmbeddedRedis
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")

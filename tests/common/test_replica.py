@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from common.db import connect
-from common.events import Event
-from common.replica import replicate_user, upsert_if_newer, upsert_many_if_newer
+from common.contracts.users import replicate_user, upsert_if_newer, upsert_many_if_newer
+from common.core.envelope import Event
+from common.db.migrations import connect
 from tests.helpers import user_record
 
 

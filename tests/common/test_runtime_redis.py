@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from common.embedded import EmbeddedRedis
-from common.runtime import make_redis
+from common.http.contexts import make_redis
+from common.swarm.embedded import EmbeddedRedis
 
 
 async def test_pooled_connections_survive_a_redis_restart_without_a_failed_command(tmp_path):  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.settings import Settings, SettingsError
+from common.core.settings import Settings, SettingsError
 
 
 def test_defaults_work_without_any_environment():

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from auth_svc.tokens import TokenIssuer
-from common.errors import Unauthorized
-from common.tokens import TokenVerifier, deny_sessions
+from common.core.errors import Unauthorized
+from common.service.tokens import TokenVerifier, deny_sessions
 from tests.helpers import eventually
 
 

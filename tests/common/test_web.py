@@ -16,10 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from marshmallow import Schema, fields
 
-from common.errors import Conflict, ValidationFailed
-from common.runtime import redis_context
-from common.settings import Settings
-from common.validation import (
+from common.core.errors import Conflict, ValidationFailed
+from common.core.settings import Settings
+from common.http.app import create_app, json_response, public
+from common.http.contexts import redis_context
+from common.http.validation import (
     CursorPageQuery,
     decode_cursor,
     decode_keyset,
@@ -28,7 +29,6 @@ from common.validation import (
     parse_body,
     parse_query,
 )
-from common.web import create_app, json_response, public
 
 
 class Thing(Schema):
@@ -199,7 +199,7 @@ async def test_health_is_alive_and_ready_checks_dependencies(client):
 
 
 async def test_ready_is_503_when_a_dependency_is_down(make_settings, tmp_path):
-    from common.embedded import EmbeddedRedis
+    from common.swarm.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "r").start()
     app = create_app(make_settings(service_name="demo", redis_url=server.url))

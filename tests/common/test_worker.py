@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 import structlog
 
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
-from common.events import DEAD_LETTER_STREAM, Event, stream_for
-from common.worker import (
+from common.core.envelope import DEAD_LETTER_STREAM, Event, stream_for
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.messaging.consumer import (
     REPLAY_FOR_FIELD,
     BulkHandler,
     ConsumerWorker,

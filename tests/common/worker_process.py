@@ -11,10 +11,10 @@ import asyncio
 import os
 import signal
 
-from common.db import create_pool
-from common.events import Event
-from common.runtime import make_redis
-from common.worker import ConsumerWorker, WorkerOptions
+from common.core.envelope import Event
+from common.db.migrations import create_pool
+from common.http.contexts import make_redis
+from common.messaging.consumer import ConsumerWorker, WorkerOptions
 
 
 async def handle_thing(event: Event, conn) -> None:  # type: ignore[no-untyped-def]

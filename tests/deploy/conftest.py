@@ -2,7 +2,7 @@
 
 No Docker engine and no cluster run here: the compose file and the Kubernetes manifests are checked
 against their JSON schemas (offline: tests/deploy/schemas/, and the `kubernetes-validate` package), and
-against the topology in `common.topology`, which is what the services actually are.
+against the topology in `common.contracts.topology`, which is what the services actually are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from common.topology import ServiceSpec
+from common.contracts.topology import ServiceSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"

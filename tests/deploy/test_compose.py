@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 import yaml
 
-from common import topology
+from common.contracts import topology
+from common.core.settings import Settings
 from common.serve import SHUTDOWN_TIMEOUT_S, _parse
-from common.settings import Settings
 from tests.deploy.conftest import (
     COMPOSE_FILE,
     DEPLOY,

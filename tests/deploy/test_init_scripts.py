@@ -17,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from common import topology
-from common.db import COMMON_MIGRATIONS, migrate
-from common.embedded import postgres_bindir
+from common.contracts import topology
+from common.db.migrations import COMMON_MIGRATIONS, migrate
+from common.swarm.embedded import postgres_bindir
 from tests.conftest import Servers
 from tests.deploy.conftest import MONGO_INIT_SCRIPT, PG_INIT_SCRIPT, REPO_ROOT, password_variable
 

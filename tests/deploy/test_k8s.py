@@ -17,9 +17,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from common import topology
-from common.settings import Settings
-from common.tokens import TokenVerifier
+from common.contracts import topology
+from common.core.settings import Settings
+from common.service.tokens import TokenVerifier
 from tests.deploy.conftest import (
     DEPLOY,
     K8S,

@@ -19,10 +19,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from common import asyncapi
-from common.events import Event
-from common.notices import notice
-from common.tokens import Principal
+from common.contracts.notices import notice
+from common.core.envelope import Event
+from common.docs import asyncapi
+from common.service.tokens import Principal
 from tests.docs.conftest import REPO_ROOT
 from tests.docs.spec_tables import SPEC_SECTION_4_ROWS
 
@@ -228,7 +228,7 @@ def test_the_readme_event_table_is_generated_from_the_document(document: dict[st
     readme = (REPO_ROOT / "README.md").read_text()
     assert asyncapi.TABLE_BEGIN in readme
     table = asyncapi.event_table(document)
-    assert asyncapi.with_table(readme, table) == readme, "run: python -m common.asyncapi --readme README.md"
+    assert asyncapi.with_table(readme, table) == readme, "run: python -m common.docs.asyncapi --readme README.md"
     for event in SPEC_EVENTS:
         assert f"| `{event}` | `events:{event}` |" in table
 

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from common import topology
-from common.openapi import operations, service_document
+from common.contracts import topology
+from common.docs.openapi import operations, service_document
 from gateway import admin
 from gateway.apidocs import build_openapi, public_path
 from gateway.routing import API_PREFIX, ROUTES, Access, Rule, access_of

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.embedded import free_port
-from common.supervisor import Swarm, SwarmConfig
+from common.swarm.embedded import free_port
+from common.swarm.supervisor import Swarm, SwarmConfig
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from common.supervisor import Swarm
+from common.swarm.supervisor import Swarm
 from tests.e2e.client import Account, Api
 from tests.e2e.conftest import running_system
 from tests.helpers import eventually

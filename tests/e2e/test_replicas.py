@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from common import topology
-from common.settings import Settings
-from common.supervisor import Swarm
+from common.contracts import topology
+from common.core.settings import Settings
+from common.swarm.supervisor import Swarm
 from tests.e2e.client import Account, Api
 from tests.e2e.conftest import running_system
 from tests.helpers import eventually

@@ -1,6 +1,6 @@
 """A consumer group of the test's own, in the test process, beside the real services' groups.
 
-`Audit` runs the real `common.worker.ConsumerWorker` as group `faults_audit` on the system's Redis,
+`Audit` runs the real `common.messaging.consumer.ConsumerWorker` as group `faults_audit` on the system's Redis,
 with its own database (the common migrations, so the same inbox, plus one table). Its handler writes
 one row per event it applies and is deliberately not idempotent by itself: only the worker's inbox
 stands between a redelivered event and a second row, so the row count per event id shows whether an
@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 import asyncpg
 import redis.asyncio as aioredis
 
-from common.db import COMMON_MIGRATIONS, create_pool, drop_database, ensure_database, migrate
-from common.events import Event
-from common.swarm_servers import database_url
-from common.worker import ConsumerWorker, Handler, WorkerOptions
+from common.core.envelope import Event
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, drop_database, ensure_database, migrate
+from common.messaging.consumer import ConsumerWorker, Handler, WorkerOptions
+from common.swarm.servers import database_url
 
 GROUP = "faults_audit"
 

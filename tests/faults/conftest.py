@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 import redis
 
-from common.embedded import free_port
-from common.procs import ChildProcess
-from common.supervisor import Swarm, SwarmConfig
+from common.swarm.embedded import free_port
+from common.swarm.procs import ChildProcess
+from common.swarm.supervisor import Swarm, SwarmConfig
 from tests.faults.workload import Api
 
 # Small timings (the defaults are tuned for production, not for a test that waits on them). Rate

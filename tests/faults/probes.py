@@ -15,11 +15,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from common.check import Report, declared_checks, wait_converged
-from common.settings import Settings
-from common.streams import DeadLetter, list_dead_letters, list_streams, stream_keys
-from common.supervisor import Swarm
-from common.worker import entry_key
+from common.core.settings import Settings
+from common.messaging.consumer import entry_key
+from common.messaging.views import DeadLetter, list_dead_letters, list_streams, stream_keys
+from common.swarm.check import Report, declared_checks, wait_converged
+from common.swarm.supervisor import Swarm
 
 
 def redis_client(url: str) -> aioredis.Redis:
@@ -42,7 +42,7 @@ class Held:
 
 
 def process_consumers(consumer_name: str) -> list[str]:
-    """The consumers of one process: its CONSUMER_CONCURRENCY loops (common.runtime.consumer_context)."""
+    """The consumers of one process: its CONSUMER_CONCURRENCY loops (common.http.contexts.consumer_context)."""
     loops = Settings().consumer_concurrency
     return [consumer_name, *(f"{consumer_name}.{i}" for i in range(1, loops))]
 

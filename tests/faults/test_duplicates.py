@@ -23,10 +23,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from common.events import stream_for
-from common.streams import stream_keys
-from common.supervisor import Swarm
-from common.worker import WorkerOptions, entry_key
+from common.core.envelope import stream_for
+from common.messaging.consumer import WorkerOptions, entry_key
+from common.messaging.views import stream_keys
+from common.swarm.supervisor import Swarm
 from tests.faults.audit import Audit
 from tests.faults.conftest import api_for, database_urls, running_system
 from tests.faults.probes import (

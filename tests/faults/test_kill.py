@@ -22,8 +22,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from common.procs import ChildProcess
-from common.supervisor import Swarm
+from common.swarm.procs import ChildProcess
+from common.swarm.supervisor import Swarm
 from tests.faults.conftest import Supervision, api_for, database_urls, running_system
 from tests.faults.probes import (
     Held,
@@ -102,7 +102,7 @@ async def kill_mid_batch(
 
 
 def swarm_check(system: Swarm) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from common.cli import main; main()", "check", "--data-dir", str(system.data_dir)]
+    command = [sys.executable, "-c", "from common.swarm.cli import main; main()", "check", "--data-dir", str(system.data_dir)]
     return subprocess.run([*command, "--wait", "10", "--json"], capture_output=True, text=True, timeout=60)
 
 

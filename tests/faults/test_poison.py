@@ -6,7 +6,7 @@ Two poisons, under the workload:
 - for a real service: a newComment whose card_id is not a UUID, which project_svc's schema refuses;
 - for a consumer group of the test's own (tests/faults/audit.py) that has a "bug" for one real comment
   posted through the gateway; the bug is then fixed and the dead letter replayed with the same code
-  `swarm dlq replay` and `POST /admin/dlq/{id}/replay` run (common.streams.replay_dead_letter).
+  `swarm dlq replay` and `POST /admin/dlq/{id}/replay` run (common.messaging.views.replay_dead_letter).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from common.errors import NotFound
-from common.events import Event
-from common.streams import DeadLetter, replay_dead_letter
-from common.supervisor import Swarm
-from common.worker import REPLAY_FOR_FIELD, WorkerOptions
+from common.core.envelope import Event
+from common.core.errors import NotFound
+from common.messaging.consumer import REPLAY_FOR_FIELD, WorkerOptions
+from common.messaging.views import DeadLetter, replay_dead_letter
+from common.swarm.supervisor import Swarm
 from tests.faults.audit import GROUP, Audit
 from tests.faults.conftest import api_for, database_urls, running_system
 from tests.faults.probes import (

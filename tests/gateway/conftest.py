@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
-from common.embedded import free_port
-from common.settings import Settings
+from common.core.settings import Settings
+from common.swarm.embedded import free_port
 from gateway.app import create_app
 
 SERVICES = ("auth_svc", "project_svc", "comment_svc", "notif_svc")
@@ -84,7 +84,7 @@ class Upstream:
         if "big" in query:
             return await self._big(request, int(query["big"]), sized="sized" in query)
         echo = {"service": self.name, "method": request.method, "path": path, "query": raw_query}
-        # Like every service (common.web), it answers with the request id it was given.
+        # Like every service (common.http.app), it answers with the request id it was given.
         headers = {"X-Upstream": self.name, "X-Request-ID": request.headers.get("X-Request-ID", "")}
         if "cookie" in query:
             headers["Set-Cookie"] = "upstream_session=secret; Path=/"

@@ -11,7 +11,7 @@ import aiohttp
 import jwt
 import pytest
 
-from common.tokens import TokenVerifier, deny_sessions
+from common.service.tokens import TokenVerifier, deny_sessions
 from tests.gateway.conftest import MakeToken, total_seen
 from tests.helpers import eventually
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.embedded import free_port
+from common.swarm.embedded import free_port
 from tests.gateway.conftest import StartGateway
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from common.embedded import free_port
+from common.swarm.embedded import free_port
 from gateway.ratelimit import ip_key, user_key
 from tests.gateway.conftest import MakeToken, StartGateway
 from tests.helpers import eventually

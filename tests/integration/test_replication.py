@@ -10,10 +10,10 @@ from typing import Any
 
 from comment_svc.app import MIGRATIONS as COMMENT_MIGRATIONS
 from comment_svc.consumers import HANDLERS as COMMENT_HANDLERS
-from common.check import declared_checks, run_checks, wait_converged
-from common.db import COMMON_MIGRATIONS, connect, migrate
-from common.events import Event
-from common.runtime import runtime_of
+from common.core.envelope import Event
+from common.db.migrations import COMMON_MIGRATIONS, connect, migrate
+from common.http.contexts import runtime_of
+from common.swarm.check import declared_checks, run_checks, wait_converged
 from project_svc.consumers import HANDLERS as PROJECT_HANDLERS
 from tests.helpers import eventually
 from tests.integration.conftest import Pair, workload

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from common import topology
-from common.metrics import Metrics
+from common.contracts import topology
+from common.service.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "taskswarm-dashboard.json"

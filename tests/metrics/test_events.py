@@ -12,11 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
 
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
-from common.events import Event, stream_for
-from common.metrics import Metrics
-from common.outbox import OutboxRelay, enqueue
-from common.worker import REPLAY_FOR_FIELD, ConsumerWorker, WorkerOptions
+from common.core.envelope import Event, stream_for
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.messaging.consumer import REPLAY_FOR_FIELD, ConsumerWorker, WorkerOptions
+from common.messaging.outbox import OutboxRelay, enqueue
+from common.service.metrics import Metrics
 from tests.helpers import eventually
 from tests.metrics.scrape import parse, value
 

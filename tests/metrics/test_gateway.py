@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.events import DEAD_LETTER_STREAM
+from common.core.envelope import DEAD_LETTER_STREAM
 from gateway.app import create_app
 from tests.helpers import access_token, bearer, user_record
 from tests.metrics.scrape import labelsets, scrape, value

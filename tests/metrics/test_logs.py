@@ -18,14 +18,14 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common import topology
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
-from common.events import Event, stream_for
-from common.logging import configure_logging
-from common.procs import LogPrinter
-from common.supervisor import Swarm, SwarmConfig
-from common.web import create_app, public
-from common.worker import ConsumerWorker, WorkerOptions, after_commit
+from common.contracts import topology
+from common.core.envelope import Event, stream_for
+from common.core.logging import configure_logging
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.http.app import create_app, public
+from common.messaging.consumer import ConsumerWorker, WorkerOptions, after_commit
+from common.swarm.procs import LogPrinter
+from common.swarm.supervisor import Swarm, SwarmConfig
 from tests.helpers import eventually
 
 log = structlog.get_logger("demo")

@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.events import Event, stream_for
-from common.outbox import enqueue
-from common.runtime import Runtime, runtime_of
+from common.core.envelope import Event, stream_for
+from common.http.contexts import Runtime, runtime_of
+from common.messaging.outbox import enqueue
 from project_svc.app import create_app
 from tests.helpers import eventually, publish, user_record
 from tests.metrics.scrape import scrape, value

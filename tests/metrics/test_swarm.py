@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from common.supervisor import Swarm
+from common.swarm.supervisor import Swarm
 from tests.e2e.client import PASSWORD, Api
 from tests.e2e.conftest import running_system
 from tests.helpers import eventually

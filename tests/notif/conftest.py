@@ -3,7 +3,7 @@ consumer worker running inside it. Notifications go to PostgreSQL, or to MongoDB
 MONGO_URL is set, otherwise mongomock-motor's in-memory stand-in (MongoDB cannot be installed here).
 
 Users reach its replica the production way (auth_svc's `newUser` events); notices arrive as the
-`newNotif` events their producers publish (built with common.notices.notice).
+`newNotif` events their producers publish (built with common.contracts.notices.notice).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application
 
 from auth_svc.tokens import TokenIssuer
-from common.events import Event
-from common.notices import notice
-from common.runtime import runtime_of
-from common.settings import Settings
+from common.contracts.notices import notice
+from common.core.envelope import Event
+from common.core.settings import Settings
+from common.http.contexts import runtime_of
 from notif_svc.api import NOTIFICATION_SERVICE
 from notif_svc.app import create_app
 from notif_svc.service import NotificationService

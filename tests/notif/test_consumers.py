@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from common.events import DEAD_LETTER_STREAM, Event
-from common.runtime import runtime_of
+from common.core.envelope import DEAD_LETTER_STREAM, Event
+from common.http.contexts import runtime_of
 from tests.helpers import eventually, publish
 from tests.notif.conftest import AppMaker, World, notice_event
 

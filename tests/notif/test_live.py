@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
-from common.tokens import REVOCATIONS_CHANNEL
+from common.service.tokens import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LISTENER_LIMIT, Listener, LiveHub, Signal, publish
 from notif_svc.store import FeedState

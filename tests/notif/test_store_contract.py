@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
 from notif_svc.app import MIGRATIONS
 from notif_svc.store import NEVER, Notice, Notification, NotificationStore
 from notif_svc.store_mongo import MongoNotificationStore

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from common.validation import encode_cursor
+from common.http.validation import encode_cursor
 
 CARD_FIELDS = {
     "id",

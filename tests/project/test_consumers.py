@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from marshmallow import ValidationError
 
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
-from common.events import Event
+from common.core.envelope import Event
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
 from project_svc import store
 from project_svc.app import MIGRATIONS
 from project_svc.consumers import HANDLERS

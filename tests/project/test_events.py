@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.events import Event
+from common.core.envelope import Event
 
 ALL_TYPES = (
     "newProject",

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.events import Event
-from common.notices import SYSTEM_ACTOR
-from common.runtime import runtime_of
+from common.contracts.notices import SYSTEM_ACTOR
+from common.core.envelope import Event
+from common.http.contexts import runtime_of
 from project_svc.app import create_app
 from project_svc.reminders import REMINDERS, Reminders
 from tests.helpers import eventually

@@ -9,10 +9,10 @@ import sys
 
 import redis.asyncio as aioredis
 
-from common.events import Event, stream_for
-from common.worker import entry_key
+from common.core.envelope import Event, stream_for
+from common.messaging.consumer import entry_key
 
-SWARM = [sys.executable, "-c", "from common.cli import main; main()"]
+SWARM = [sys.executable, "-c", "from common.swarm.cli import main; main()"]
 DAY_MS = 86_400_000
 
 

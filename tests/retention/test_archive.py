@@ -10,9 +10,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from common import retention
-from common.retention import ArchiveDamaged, ArchiveWriter, apply_retention, archive_path, read_archive
-from common.streams import Entry, decode_entry
+from common.messaging import retention
+from common.messaging.retention import ArchiveDamaged, ArchiveWriter, apply_retention, archive_path, read_archive
+from common.messaging.views import Entry, decode_entry
 from tests.retention.conftest import DAY_MS, add, consume, ids_of, noon_days_ago
 
 CARDS = "events:newCard"

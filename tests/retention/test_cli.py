@@ -7,8 +7,8 @@ import gzip
 import json
 import re
 
-from common.retention import ArchiveWriter
-from common.streams import decode_entry
+from common.messaging.retention import ArchiveWriter
+from common.messaging.views import decode_entry
 from tests.retention.conftest import add, consume, ids_of, swarm
 
 CARDS, USERS, THINGS = "events:newCard", "events:newUser", "events:newThing"
@@ -137,6 +137,6 @@ async def test_the_commands_refuse_what_they_must_not_do(redis, servers, tmp_pat
 
 
 def _dumps(entry: object) -> str:
-    from common.streams import dumps
+    from common.messaging.views import dumps
 
     return dumps(entry)

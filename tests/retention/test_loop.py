@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from common import retention
-from common.retention import read_archive
-from common.runtime import redis_context, retention_context
-from common.web import create_app
+from common.http.app import create_app
+from common.http.contexts import redis_context, retention_context
+from common.messaging import retention
+from common.messaging.retention import read_archive
 from tests.helpers import eventually
 from tests.retention.conftest import add, consume, ids_of
 

@@ -20,16 +20,16 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from auth_svc.app import create_app as create_auth_app
 from comment_svc.app import create_app as create_comment_app
-from common import streams
-from common.db import COMMON_MIGRATIONS, create_pool, migrate
-from common.events import Event
-from common.worker import ConsumerWorker, WorkerOptions
+from common.core.envelope import Event
+from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.messaging import views as streams
+from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from gateway.app import create_app as create_gateway_app
 from notif_svc.app import create_app as create_notif_app
 from project_svc.app import create_app as create_project_app
 from tests.helpers import access_token, bearer, eventually, user_record
 
-SWARM = [sys.executable, "-c", "from common.cli import main; main()"]
+SWARM = [sys.executable, "-c", "from common.swarm.cli import main; main()"]
 SERVICE_APPS = {
     "auth_svc": (create_auth_app, "auth_url"),
     "project_svc": (create_project_app, "project_url"),

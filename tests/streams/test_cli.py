@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from common.events import Event
+from common.core.envelope import Event
 from tests.streams.conftest import AUDIT_CONSUMER, AUDIT_GROUP, SWARM, Scenario, cli_env, swarm
 
 ANSI_ESCAPE = "\x1b["

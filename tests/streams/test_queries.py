@@ -1,4 +1,4 @@
-"""common.streams against a real Redis: the numbers and states each view computes from what Redis keeps."""
+"""common.messaging.views against a real Redis: the numbers and states each view computes from what Redis keeps."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from common import streams
-from common.errors import Conflict, NotFound
-from common.events import Event
-from common.streams import EntryFilter
+from common.core.envelope import Event
+from common.core.errors import Conflict, NotFound
+from common.messaging import views as streams
+from common.messaging.views import EntryFilter
 
 
 async def publish(redis, event_type: str, name: str, *, actor: str = "", correlation: str = "") -> tuple[str, Event]:  # type: ignore[no-untyped-def]

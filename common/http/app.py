@@ -1,0 +1,238 @@
+"""The aiohttp application factory every service and the gateway start from.
+
+It installs, in this order (outermost first):
+- request id: reuse a sane incoming `X-Request-ID` or make one, bind it to the log context and the
+  event correlation id, echo it on every response (errors included);
+- metrics: count and time every request by route template and final status (`common.service.metrics`);
+- errors: every exception becomes the SPEC error shape; unknown routes, wrong methods and oversized
+  bodies too, so no HTML error page ever leaves a service;
+- auth: every route needs a verified bearer token unless its handler is marked `@public`.
+and `GET /health` (alive), `GET /ready` (every registered readiness check passes) and `GET /metrics`
+(Prometheus text, no token: keep it off the public network at the edge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from common.core.envelope import correlation_id_var
+from common.core.errors import (
+    AppError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from common.core.settings import Settings
+from common.http.contexts import Runtime
+from common.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from common.service.metrics import route_of
+from common.service.tokens import Principal, bearer_token
+
+log = structlog.get_logger("http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+RUNTIME = web.AppKey("runtime", Runtime)
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_PUBLIC_ATTR = "__taskswarm_public__"
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a handler as reachable without a bearer token."""
+    setattr(handler, _PUBLIC_ATTR, True)
+    return handler
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    body = orjson.dumps(data, option=orjson.OPT_UTC_Z)
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+def error_response(error: AppError) -> web.Response:
+    return json_response(error.to_body(), status=error.status, headers=error.headers)
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller (set by the auth middleware)."""
+    return request[PRINCIPAL]
+
+
+def request_id_of(request: web.Request) -> str:
+    return request[REQUEST_ID]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+    request[REQUEST_ID] = request_id
+    token = correlation_id_var.set(request_id)
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        finally:
+            correlation_id_var.reset(token)
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        log.info(
+            "http.request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects and 304s: errors became responses further in
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away before its answer (nginx's code for it)
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        request.app[RUNTIME].metrics.observe_request(request.method, route_of(request), status, elapsed)
+
+
+_HTTP_ERRORS: dict[int, type[AppError]] = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+
+
+# A dependency that is down, going down or not up yet: 503, never 500. PostgreSQL answers
+# "the database system is starting up" (CannotConnectNow) while it recovers after a restart.
+_DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    RedisError,
+)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as exc:
+        if exc.status >= 500:
+            log.warning("http.dependency_error", code=exc.code, error=exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and 304s are answers, not errors
+        error_type = _HTTP_ERRORS.get(exc.status)
+        error = error_type() if error_type else AppError(exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        error.status = exc.status
+        return error_response(error)
+    except _DEPENDENCY_DOWN as exc:
+        if _client_gone(request):
+            # The caller hung up mid-request (reading its body or writing to it failed): nothing of ours
+            # is down, and nobody will read the answer.
+            log.info("http.client_gone", error=repr(exc))
+        else:
+            # A dependency is down or went away mid-request: say so, with a retryable status.
+            log.warning("http.dependency_unavailable", error=repr(exc))
+        return error_response(ServiceUnavailable())
+    except asyncpg.TooManyConnectionsError:
+        return error_response(ServiceUnavailable("database is overloaded"))
+    except Exception:
+        log.exception("http.unhandled_error", method=request.method, path=request.path)
+        return error_response(AppError())
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    match_info = request.match_info
+    route_handler = getattr(match_info, "handler", None)
+    if route_handler is None or getattr(route_handler, _PUBLIC_ATTR, False):
+        return await handler(request)
+    if match_info.http_exception is not None:  # unknown route / method: let it be a 404/405
+        return await handler(request)
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized("missing bearer token", code="missing_token")
+    request[PRINCIPAL] = await request.app[RUNTIME].token_verifier().verify(token)
+    with structlog.contextvars.bound_contextvars(user_id=request[PRINCIPAL].user_id):
+        return await handler(request)
+
+
+@public
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "service": request.app[RUNTIME].settings.service_name})
+
+
+@public
+async def ready(request: web.Request) -> web.Response:
+    checks = request.app[RUNTIME].readiness
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await check()
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"failing: {type(exc).__name__}: {exc}"
+    ok = all(value == "ok" for value in results.values())
+    return json_response({"status": "ready" if ok else "not_ready", "checks": results}, 200 if ok else 503)
+
+
+@public
+async def metrics(request: web.Request) -> web.Response:
+    body = await request.app[RUNTIME].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def create_app(settings: Settings, *, health_handler: Handler = health) -> web.Application:
+    """A bare service application: middlewares, health and readiness, nothing service-specific.
+
+    Resources (pool, Redis, verifier) are opened later by the cleanup contexts of `common.http.contexts`
+    and stored on the app's `Runtime`, created here because the app's own state freezes at start-up.
+    `health_handler` replaces the plain liveness answer (the gateway aggregates its upstreams' instead);
+    aiohttp cannot unregister a route afterwards, so the choice is made here. Mark it `@public`.
+    """
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[RUNTIME] = runtime = Runtime(settings)
+    runtime.metrics.watch_runtime(runtime)
+    app.router.add_get("/health", health_handler)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    return app
