@@ -19,8 +19,7 @@ from auth_svc.schemas import (
 )
 from auth_svc.service import AuthService, user_view
 from common.docs.openapi import doc, offset_page_of
-from common.http.app import json_response, principal, public
-from common.http.contexts import runtime_of
+from common.http.app import json_response, principal, public, runtime_of
 from common.http.validation import offset_page, parse_body, parse_query
 from common.service.keys import public_jwk
 

@@ -12,7 +12,8 @@ from auth_svc.tokens import TokenIssuer
 from common.core.settings import Settings
 from common.docs.openapi import add_openapi_route
 from common.http.app import create_app as create_base_app
-from common.http.contexts import database_context, outbox_context, redis_context, retention_context, runtime_of
+from common.http.app import runtime_of
+from common.http.contexts import database_context, outbox_context, redis_context, retention_context
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The streams this service writes to: its retention trimmer looks after them (common/retention.py).

@@ -14,7 +14,8 @@ from auth_svc.tokens import TokenIssuer
 from common.core.errors import NotFound
 from common.core.settings import Settings
 from common.db.migrations import create_pool
-from common.http.contexts import Runtime, make_redis
+from common.redis.client import make_redis
+from common.service.runtime import Runtime
 from common.swarm.state import NoSystemFound, resolve_settings
 
 users_app = typer.Typer(help="Manage users (auth_svc).", no_args_is_help=True)

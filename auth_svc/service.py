@@ -20,9 +20,9 @@ from auth_svc.tokens import TokenIssuer, TokenPair
 from common.contracts.notices import notice
 from common.core.envelope import Event
 from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from common.http.contexts import Runtime
 from common.http.validation import is_uuid
 from common.messaging.outbox import enqueue
+from common.service.runtime import Runtime
 from common.service.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
 
 log = structlog.get_logger("auth")

@@ -24,7 +24,7 @@ from comment_svc.schemas import (
 )
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
-from common.messaging.consumer import Handler
+from common.messaging.handlers import Handler
 from common.swarm.check import Check, Invariant, Mirror
 
 log = structlog.get_logger("comment.replica")

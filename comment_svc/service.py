@@ -22,9 +22,9 @@ from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, C
 from common.contracts.notices import notice
 from common.core.envelope import Event
 from common.core.errors import Forbidden, NotFound
-from common.http.contexts import Runtime
 from common.http.validation import decode_keyset, encode_keyset, is_uuid
 from common.messaging.outbox import enqueue
+from common.service.runtime import Runtime
 from common.service.tokens import Principal
 
 log = structlog.get_logger("comment")

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from common.core.errors import ServiceUnavailable, Unauthorized
 from common.core.settings import Settings
-from common.http.contexts import Runtime
+from common.service.runtime import Runtime
 from common.service.tokens import TokenVerifier, bearer_token, revoked_session_key
 from gateway import ratelimit
 from gateway.routing import Access

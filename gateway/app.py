@@ -15,7 +15,9 @@ from aiohttp import web
 
 from common.core.settings import Settings
 from common.http.app import create_app as create_base_app
-from common.http.contexts import redis_context, runtime_of
+from common.http.app import runtime_of
+from common.http.contexts import redis_context
+from common.messaging.readings import StreamGroups
 from gateway.admin import add_admin_routes
 from gateway.admission import Admission
 from gateway.apidocs import add_docs_routes
@@ -26,10 +28,13 @@ from gateway.websocket import WebSocketProxy
 
 
 async def gateway_context(app: web.Application) -> AsyncIterator[None]:
-    """Attach Redis and the token verifier (opened by `redis_context`, which runs first) and open the
-    upstream session; close the session at shutdown, before Redis goes."""
+    """Attach Redis and the token verifier (opened by `redis_context`, which runs first), sample every
+    consumer group for the metrics and open the upstream session; close the session at shutdown, before
+    Redis goes."""
     gateway = app[GATEWAY]
-    gateway.admission.bind(runtime_of(app))
+    rt = runtime_of(app)
+    gateway.admission.bind(rt)
+    rt.metrics.watch("all_groups", StreamGroups(rt.redis_client()))  # the lag of every group, even a stopped one
     await gateway.proxy.open()
     await gateway.websockets.open()
     yield
@@ -48,7 +53,6 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = Gateway(Router(settings.upstreams()), Admission(settings), Proxy(settings), WebSocketProxy(settings))
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(gateway_context)
-    runtime_of(app).metrics.watch_all_groups(runtime_of(app))  # the lag of every group, even a stopped one
     app.on_shutdown.append(close_websockets)
     add_admin_routes(app.router)  # before the catch-all, which would proxy them nowhere
     add_docs_routes(app, settings)  # /api/v1/openapi.json and /api/v1/asyncapi.json too: before the catch-all

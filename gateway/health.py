@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from common.http.app import REQUEST_ID, REQUEST_ID_HEADER, RUNTIME, json_response, public
-from common.http.contexts import ReadinessCheck
+from common.service.runtime import ReadinessCheck
 from gateway.proxy import GATEWAY
 
 PROBE_TIMEOUT_S = 2.0

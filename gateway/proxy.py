@@ -24,7 +24,7 @@ from yarl import URL
 from common.core.errors import AppError, BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
 from common.core.settings import Settings
 from common.http.app import REQUEST_ID, REQUEST_ID_HEADER, public
-from common.service.metrics import label_route
+from common.http.labels import label_route
 from gateway.admission import Admission
 from gateway.messages import (
     Body,

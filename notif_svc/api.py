@@ -17,8 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from common.docs.openapi import doc
-from common.http.app import json_response, principal
-from common.http.contexts import runtime_of
+from common.http.app import json_response, principal, runtime_of
 from common.http.validation import parse_query
 from notif_svc.schemas import FeedQuery, NotificationPageSchema, UnreadCountSchema
 from notif_svc.service import NotificationService

@@ -16,7 +16,8 @@ from aiohttp import web
 from common.core.settings import Settings
 from common.docs.openapi import add_openapi_route
 from common.http.app import create_app as create_base_app
-from common.http.contexts import CleanupContext, consumer_context, database_context, redis_context, runtime_of
+from common.http.app import runtime_of
+from common.http.contexts import CleanupContext, consumer_context, database_context, redis_context
 from notif_svc.api import NOTIFICATION_SERVICE, add_routes
 from notif_svc.consumers import build_handlers
 from notif_svc.feed_states import FeedStateCache

@@ -15,7 +15,7 @@ import asyncpg
 from common.contracts.notices import NOTICE_EVENT
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
-from common.messaging.consumer import Handler, after_commit
+from common.messaging.handlers import Handler, after_commit
 from common.swarm.check import Check, Invariant, Mirror
 from notif_svc.service import NotificationService
 

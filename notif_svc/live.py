@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from common.http.contexts import make_redis
+from common.core.retry import Backoff
+from common.redis.client import make_redis
 from common.service.tokens import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
 
@@ -38,7 +39,6 @@ USER_CHANNEL_PREFIX = "notif:user:"
 USER_CHANNEL_PATTERN = USER_CHANNEL_PREFIX + "*"
 # Undelivered messages a listener may hold before it is declared too slow (sockets then close).
 LISTENER_LIMIT = 256
-_MAX_BACKOFF_S = 5.0
 _SUBSCRIPTIONS = 2  # the user channel pattern and the revocations channel
 _READ_TIMEOUT_S = 1.0  # wake up regularly, so redis-py's health checks run on an idle connection
 
@@ -151,7 +151,7 @@ class LiveHub:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while True:
             client = make_redis(self._redis_url)
             try:
@@ -163,13 +163,13 @@ class LiveHub:
                         message = await pubsub.get_message(timeout=_READ_TIMEOUT_S)
                         if message is not None:
                             self._dispatch(message)
-                            backoff = 0.1
+                            backoff.reset()
             except (RedisError, OSError) as exc:
                 self.connected.clear()
                 self.feed_states.trust(False)
-                log.warning("live.redis_unavailable", error=repr(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                delay = backoff.next_delay()
+                log.warning("live.redis_unavailable", error=repr(exc), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
             finally:
                 await client.aclose()
 

@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 from common.contracts.notices import NoticeSchema
 from common.core.envelope import Event, utcnow
 from common.core.errors import NotFound
-from common.http.contexts import Runtime
 from common.http.validation import decode_keyset, encode_keyset, is_uuid
+from common.service.runtime import Runtime
 from notif_svc import live
 from notif_svc.schemas import NotificationSchema
 from notif_svc.store import FeedState, Notice, Notification, NotificationStore

@@ -9,14 +9,8 @@ from aiohttp import web
 from common.core.settings import Settings
 from common.docs.openapi import add_openapi_route
 from common.http.app import create_app as create_base_app
-from common.http.contexts import (
-    consumer_context,
-    database_context,
-    outbox_context,
-    redis_context,
-    retention_context,
-    runtime_of,
-)
+from common.http.app import runtime_of
+from common.http.contexts import consumer_context, database_context, outbox_context, redis_context, retention_context
 from project_svc.api import PROJECT_SERVICE, add_routes
 from project_svc.consumers import HANDLERS
 from project_svc.reminders import REMINDERS, Reminders, reminders_context

@@ -15,7 +15,7 @@ import structlog
 
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
-from common.messaging.consumer import Handler
+from common.messaging.handlers import Handler
 from common.swarm.check import Check, Mirror
 from project_svc import store
 from project_svc.schemas import CommentCountSchema

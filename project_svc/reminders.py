@@ -22,8 +22,10 @@ import structlog
 from aiohttp import web
 
 from common.core.envelope import utcnow
-from common.http.contexts import Runtime, runtime_of
+from common.core.tasks import stop_with_grace
+from common.http.app import runtime_of
 from common.messaging.outbox import enqueue
+from common.service.runtime import Runtime
 from project_svc import events, store
 
 log = structlog.get_logger("project.reminders")
@@ -102,9 +104,4 @@ async def reminders_context(app: web.Application) -> AsyncIterator[None]:
     runtime_of(app).readiness["reminders"] = check
     yield
     reminders.stop()
-    try:
-        await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_with_grace(task, STOP_GRACE_S)

@@ -18,9 +18,9 @@ import structlog
 
 from common.core.envelope import Event
 from common.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.http.contexts import Runtime
 from common.http.validation import decode_keyset, encode_keyset, is_uuid
 from common.messaging.outbox import enqueue
+from common.service.runtime import Runtime
 from common.service.tokens import Principal
 from project_svc import events, store
 from project_svc.store import LockMode, Record

@@ -22,7 +22,7 @@ import asyncpg
 from marshmallow import EXCLUDE, Schema, fields
 
 from common.core.envelope import Event
-from common.messaging.consumer import BulkHandler
+from common.messaging.handlers import BulkHandler
 
 
 def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:

@@ -226,9 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = with_table(current, event_table(doc))
     if args.check:
         if wanted != current:
-            print(
-                f"{args.readme}: the event table is out of date; run python -m common.docs.asyncapi --readme {args.readme}"
-            )
+            command = f"python -m common.docs.asyncapi --readme {args.readme}"
+            print(f"{args.readme}: the event table is out of date; run {command}")
             return 1
         print(f"{args.readme}: the event table is up to date")
         return 0

@@ -36,9 +36,9 @@ from common.core.errors import (
     Unauthorized,
 )
 from common.core.settings import Settings
-from common.http.contexts import Runtime
+from common.http.labels import route_of
 from common.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from common.service.metrics import route_of
+from common.service.runtime import Runtime
 from common.service.tokens import Principal, bearer_token
 
 log = structlog.get_logger("http")
@@ -67,6 +67,11 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(error: AppError) -> web.Response:
     return json_response(error.to_body(), status=error.status, headers=error.headers)
+
+
+def runtime_of(app: web.Application) -> Runtime:
+    """The `Runtime` of a service's application (created by `create_app`, filled by its cleanup contexts)."""
+    return app[RUNTIME]
 
 
 def principal(request: web.Request) -> Principal:
@@ -230,8 +235,7 @@ def create_app(settings: Settings, *, health_handler: Handler = health) -> web.A
         middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
-    app[RUNTIME] = runtime = Runtime(settings)
-    runtime.metrics.watch_runtime(runtime)
+    app[RUNTIME] = Runtime(settings)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)

@@ -1,4 +1,4 @@
-"""What a running service holds (pool, Redis, verifier, background loops) and how it is wired.
+"""The cleanup contexts that run a service's `Runtime` inside its aiohttp application.
 
 Each `*_context` below is an aiohttp `cleanup_ctx`: it opens a resource or starts a loop at start-up
 and closes or stops it at shutdown, in reverse order. A service's `app.py` picks the ones it needs.
@@ -9,75 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 
-import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from common.core.envelope import stream_for
 from common.core.settings import Settings
+from common.core.tasks import stop_with_grace
 from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
-from common.messaging.consumer import ConsumerWorker, Handler, WorkerOptions
+from common.http.app import runtime_of
+from common.messaging.consumer import ConsumerWorker, WorkerOptions
+from common.messaging.handlers import Handler
 from common.messaging.outbox import OutboxRelay
 from common.messaging.retention import RetentionLoop
-from common.service.metrics import Metrics
+from common.redis.client import make_redis
+from common.service.runtime import ReadinessCheck
 from common.service.tokens import TokenVerifier
 
 log = structlog.get_logger("runtime")
 
-ReadinessCheck = Callable[[], Awaitable[None]]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    pool: asyncpg.Pool | None = None
-    redis: aioredis.Redis | None = None
-    verifier: TokenVerifier | None = None
-    relay: OutboxRelay | None = None
-    workers: list[ConsumerWorker] = field(default_factory=list)  # CONSUMER_CONCURRENCY loops, one group
-    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
-    metrics: Metrics = field(init=False)  # this process's Prometheus metrics (common.service.metrics)
-
-    def __post_init__(self) -> None:
-        self.metrics = Metrics(self.settings.service_name, self.settings.consumer_name)
-
-    def db(self) -> asyncpg.Pool:
-        assert self.pool is not None, "database_context not installed"
-        return self.pool
-
-    def redis_client(self) -> aioredis.Redis:
-        assert self.redis is not None, "redis_context not installed"
-        return self.redis
-
-    def token_verifier(self) -> TokenVerifier:
-        assert self.verifier is not None, "redis_context not installed"
-        return self.verifier
-
-
-def runtime_of(app: web.Application) -> Runtime:
-    from common.http.app import RUNTIME  # runtime is imported by web; avoid the cycle at import time
-
-    return app[RUNTIME]
-
-
-def make_redis(url: str) -> aioredis.Redis:
-    # Retries: after a Redis restart, every pooled connection is dead and each fails its next command
-    # ("Connection closed by server"), long after Redis is back. A client built from a URL gets no
-    # retry policy from redis-py, so one failing command meant one 503; now it reconnects and retries.
-    return aioredis.from_url(
-        url,
-        decode_responses=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries=2),
-    )
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -125,15 +79,6 @@ def database_context(migrations: Path | None) -> CleanupContext:
     return context
 
 
-async def _stop_task(task: asyncio.Task[None], grace_s: float) -> None:
-    try:
-        await asyncio.wait_for(asyncio.shield(task), grace_s)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def outbox_context(app: web.Application) -> AsyncIterator[None]:
     rt = runtime_of(app)
     settings = rt.settings
@@ -145,10 +90,11 @@ async def outbox_context(app: web.Application) -> AsyncIterator[None]:
         poll_interval_s=settings.outbox_poll_interval_ms / 1000,
         metrics=rt.metrics,
     )
+    rt.metrics.watch("outbox", rt.relay)
     task = asyncio.create_task(rt.relay.run(), name="outbox-relay")
     yield
     rt.relay.stop()
-    await _stop_task(task, 5)
+    await stop_with_grace(task, 5)
     # One last pass so events of requests that finished during shutdown leave now, not at next start.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(rt.relay.relay_once(), 2)
@@ -180,6 +126,8 @@ def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
             )
             for i in range(settings.consumer_concurrency)
         ]
+        if rt.workers:
+            rt.metrics.watch("consumer_group", rt.workers[0])  # all of them read the same streams for one group
         tasks = [
             asyncio.create_task(worker.run(), name="consumer-worker" if i == 0 else f"consumer-worker.{i}")
             for i, worker in enumerate(rt.workers)
@@ -193,7 +141,7 @@ def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
         yield
         for worker in rt.workers:
             worker.stop()
-        await asyncio.gather(*(_stop_task(task, settings.consumer_shutdown_grace_s) for task in tasks))
+        await asyncio.gather(*(stop_with_grace(task, settings.consumer_shutdown_grace_s) for task in tasks))
 
     return context
 
@@ -234,6 +182,6 @@ def retention_context(event_types: Iterable[str]) -> CleanupContext:
         task = asyncio.create_task(trimmer.run(), name="stream-retention")
         yield
         trimmer.stop()
-        await _stop_task(task, 10)
+        await stop_with_grace(task, 10)
 
     return context

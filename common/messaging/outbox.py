@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -25,15 +25,21 @@ import structlog
 from redis.exceptions import RedisError
 
 from common.core.envelope import Event
+from common.core.retry import Backoff
 from common.db.migrations import connect
-
-if TYPE_CHECKING:
-    from common.service.metrics import Metrics
+from common.messaging.readings import OutboxBacklog
 
 log = structlog.get_logger("outbox")
 
 CHANNEL = "outbox"
-_MAX_BACKOFF_S = 5.0
+# A sample must not wait long for a connection: Prometheus times the scrape out anyway.
+_READING_ACQUIRE_TIMEOUT_S = 2.0
+
+
+class PublishCounter(Protocol):
+    """Where the relay counts the events it publishes, per stream (the service's metrics)."""
+
+    def published(self, stream: str, count: int = 1) -> None: ...
 
 
 async def enqueue(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
@@ -52,7 +58,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
-        metrics: Metrics | None = None,
+        metrics: PublishCounter | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
@@ -85,13 +91,21 @@ class OutboxRelay:
                 self._metrics.published(stream, count)
         return len(rows)
 
+    async def readings(self) -> list[OutboxBacklog]:
+        """How many rows wait to be relayed, and how old the oldest is (for metrics)."""
+        async with self._pool.acquire(timeout=_READING_ACQUIRE_TIMEOUT_S) as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*) AS backlog, EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS age FROM outbox"
+            )
+        return [OutboxBacklog(int(row["backlog"]), max(float(row["age"] or 0), 0.0))]
+
     def stop(self) -> None:
         """Finish the batch in flight (never abandon a claimed batch half-way) and return."""
         self._stopping = True
         self._wakeup.set()
 
     async def run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while not self._stopping:
             await self._ensure_listener()
             # Cleared before the pass, not after it: a commit notified while a pass runs must lead to
@@ -99,12 +113,12 @@ class OutboxRelay:
             self._wakeup.clear()
             try:
                 published = await self.relay_once()
-                backoff = 0.1
+                backoff.reset()
                 wait_s = 0.0 if published == self._batch_size else self._poll_interval_s  # full: more waiting
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Redis or PostgreSQL is down: the rows stay in the outbox, nothing is lost; retry later.
-                log.warning("outbox.relay_failed", error=repr(exc), retry_in_s=backoff)
-                wait_s, backoff = backoff, min(backoff * 2, _MAX_BACKOFF_S)
+                wait_s = backoff.next_delay()
+                log.warning("outbox.relay_failed", error=repr(exc), retry_in_s=round(wait_s, 3))
             if wait_s and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait_s)

@@ -27,21 +27,21 @@ several applications in one process. A process is one event loop (one worker, on
 fork several workers behind one port, prometheus_client's multiprocess mode would be needed.
 
 Gauges read from Redis or PostgreSQL are sampled when Prometheus scrapes, with a timeout, not by a loop:
-nothing runs while nobody looks and a value is never older than its scrape. A service samples its own
-group and outbox; the gateway samples every group of every stream (it sees the lag of a service that is
-down). Replicas of one service report the same group and outbox, so aggregate them with `max`, not `sum`.
-A failed sample drops its series (absent rather than stale) and counts in the errors counter.
+nothing runs while nobody looks and a value is never older than its scrape. Each number comes from the
+mechanism that produces it (`NumberSource`: its `readings()`), registered with `watch` by whoever starts
+it (`common.http.contexts`): a service samples its own group (a worker) and outbox (the relay); the
+gateway samples every group of every stream (it sees the lag of a service that is down). Replicas of one
+service report the same group and outbox, so aggregate them with `max`, not `sum`. A failed sample drops
+its series (absent rather than stale) and counts in the errors counter.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
 
-import redis.asyncio as aioredis
 import structlog
-from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -52,13 +52,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from redis.exceptions import ResponseError
 
-from common.core.envelope import DEAD_LETTER_STREAM, STREAM_PREFIX
-from common.messaging.views import group_lag, stream_keys
-
-if TYPE_CHECKING:
-    from common.http.contexts import Runtime
+from common.messaging.readings import DeadLetters, GroupBacklog, OutboxBacklog, Reading
+from common.redis.keys import stream_type
 
 log = structlog.get_logger("metrics")
 
@@ -68,7 +64,6 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 # A method label must stay bounded too: aiohttp accepts any token as a method.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SAMPLE_TIMEOUT_S = 2.0
-UNMATCHED = "unmatched"
 
 # `*_created` series would double the series count for a timestamp nobody graphs.
 disable_created_metrics()
@@ -79,28 +74,15 @@ class RouteLabel(NamedTuple):
     upstream: str = ""
 
 
-# Set by a handler that knows better than the aiohttp route which template it served (the gateway's proxy).
-ROUTE_LABEL = web.RequestKey("metrics_route", RouteLabel)
-
-
-def label_route(request: web.Request, route: str, upstream: str = "") -> None:
-    request[ROUTE_LABEL] = RouteLabel(route, upstream)
-
-
-def route_of(request: web.Request) -> RouteLabel:
-    label = request.get(ROUTE_LABEL)
-    if label is not None:
-        return label
-    resource = request.match_info.route.resource
-    return RouteLabel(resource.canonical if resource is not None else UNMATCHED)
-
-
-def event_type_of(stream: str) -> str:
-    return stream[len(STREAM_PREFIX) :] if stream.startswith(STREAM_PREFIX) else stream
-
-
 Sample = tuple[Gauge, tuple[str, ...], float]
 Sampler = Callable[[], Awaitable[Iterable[Sample]]]
+
+
+class NumberSource(Protocol):
+    """A producer of numbers this process reports (a consumer worker, the outbox relay, the gateway's view
+    of every stream): it reads them when asked (`common.messaging.readings`)."""
+
+    async def readings(self) -> Sequence[Reading]: ...
 
 
 class Metrics:
@@ -186,24 +168,23 @@ class Metrics:
         children[1].observe(seconds)
 
     def published(self, stream: str, count: int = 1) -> None:
-        self.events_published.labels(self.service, event_type_of(stream)).inc(count)
+        self.events_published.labels(self.service, stream_type(stream)).inc(count)
 
     def consumed(self, group: str, stream: str, outcome: str, count: int = 1) -> None:
-        self.events_consumed.labels(self.service, group, event_type_of(stream), outcome).inc(count)
+        self.events_consumed.labels(self.service, group, stream_type(stream), outcome).inc(count)
 
     # -- sampling ----------------------------------------------------------------------------------
 
     def add_sampler(self, source: str, sampler: Sampler) -> None:
         self._samplers[source] = sampler
 
-    def watch_runtime(self, rt: Runtime) -> None:
-        """Sample what this process runs, once it runs it: its consumer group, its outbox."""
-        self.add_sampler("consumer_group", lambda: self._sample_own_group(rt))
-        self.add_sampler("outbox", lambda: self._sample_outbox(rt))
+    def watch(self, source: str, producer: NumberSource) -> None:
+        """Sample `producer`'s readings at every scrape (the runtime registers what it starts)."""
 
-    def watch_all_groups(self, rt: Runtime) -> None:
-        """Sample every consumer group of every event stream, and the dead letters (the gateway)."""
-        self.add_sampler("all_groups", lambda: self._sample_all_groups(rt))
+        async def sampler() -> list[Sample]:
+            return [sample for reading in await producer.readings() for sample in self._samples_of(reading)]
+
+        self.add_sampler(source, sampler)
 
     async def sample(self) -> None:
         await asyncio.gather(*(self._run_sampler(source, sampler) for source, sampler in self._samplers.items()))
@@ -228,45 +209,19 @@ class Metrics:
             gauge.labels(*labels).set(value)
         self._sampled[source] = current
 
-    async def _sample_own_group(self, rt: Runtime) -> list[Sample]:
-        if not rt.workers or rt.redis is None:
-            return []
-        worker = rt.workers[0]  # all of them read the same streams for the same group
-        return await self._group_samples(rt.redis, worker.streams, worker.group)
-
-    async def _sample_all_groups(self, rt: Runtime) -> list[Sample]:
-        if rt.redis is None:
-            return []
-        samples = await self._group_samples(rt.redis, await stream_keys(rt.redis), None)
-        samples.append((self.dead_letters, (self.service,), float(await rt.redis.xlen(DEAD_LETTER_STREAM))))
-        return samples
-
-    async def _group_samples(self, redis: aioredis.Redis, streams: Iterable[str], only: str | None) -> list[Sample]:
-        samples: list[Sample] = []
-        for stream in streams:
-            try:
-                groups = await redis.xinfo_groups(stream)
-            except ResponseError:  # no such stream (yet)
-                continue
-            for group in groups:
-                name = group["name"]
-                if only is not None and name != only:
-                    continue
-                lag, _source = await group_lag(redis, stream, group)
-                labels = (self.service, stream, name)
-                samples.append((self.consumer_lag, labels, float(lag)))
-                samples.append((self.consumer_pending, labels, float(group["pending"])))
-        return samples
-
-    async def _sample_outbox(self, rt: Runtime) -> list[Sample]:
-        if rt.relay is None or rt.pool is None:
-            return []
-        async with rt.pool.acquire(timeout=SAMPLE_TIMEOUT_S) as conn:
-            row = await conn.fetchrow(
-                "SELECT count(*) AS backlog, EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)) AS age FROM outbox"
-            )
-        labels = (self.service,)
-        return [
-            (self.outbox_backlog, labels, float(row["backlog"])),
-            (self.outbox_oldest_age, labels, max(float(row["age"] or 0), 0.0)),
-        ]
+    def _samples_of(self, reading: Reading) -> list[Sample]:
+        if isinstance(reading, GroupBacklog):
+            labels = (self.service, reading.stream, reading.group)
+            return [
+                (self.consumer_lag, labels, float(reading.lag)),
+                (self.consumer_pending, labels, float(reading.pending)),
+            ]
+        if isinstance(reading, OutboxBacklog):
+            labels = (self.service,)
+            return [
+                (self.outbox_backlog, labels, float(reading.rows)),
+                (self.outbox_oldest_age, labels, reading.oldest_age_s),
+            ]
+        if isinstance(reading, DeadLetters):
+            return [(self.dead_letters, (self.service,), float(reading.count))]
+        raise TypeError(f"no metric for {reading!r}")

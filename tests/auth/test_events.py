@@ -6,7 +6,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from auth_svc.app import create_app
 from common.core.envelope import ENVELOPE_FIELDS, Event
-from common.http.contexts import make_redis, runtime_of
+from common.http.app import runtime_of
+from common.redis.client import make_redis
 from common.swarm.embedded import EmbeddedRedis
 from tests.helpers import eventually
 

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from comment_svc.app import MIGRATIONS, create_app
 from common.core.envelope import Event
 from common.db.migrations import COMMON_MIGRATIONS, connect, migrate
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from tests.comment.builders import ProjectSource
 from tests.helpers import access_token, bearer, eventually, publish, user_record
 

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 import structlog
 
 from common.core.envelope import ENVELOPE_FIELDS, Event, stream_for
-from common.http.contexts import make_redis
 from common.messaging.outbox import OutboxRelay, enqueue
+from common.redis.client import make_redis
 from common.swarm.embedded import EmbeddedRedis
 from tests.helpers import eventually
 

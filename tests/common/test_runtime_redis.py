@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from common.http.contexts import make_redis
+from common.redis.client import make_redis
 from common.swarm.embedded import EmbeddedRedis
 
 

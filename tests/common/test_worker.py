@@ -18,16 +18,10 @@ import structlog
 
 from common.core.envelope import DEAD_LETTER_STREAM, Event, stream_for
 from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
-from common.messaging.consumer import (
-    REPLAY_FOR_FIELD,
-    BulkHandler,
-    ConsumerWorker,
-    WorkerOptions,
-    ack_record_key,
-    after_commit,
-    collecting_after_commit,
-    entry_key,
-)
+from common.messaging.consumer import ConsumerWorker, WorkerOptions
+from common.messaging.handlers import BulkHandler, after_commit, collecting_after_commit
+from common.redis.ids import entry_key
+from common.redis.keys import REPLAY_FOR_FIELD, ack_record_key
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")

@@ -13,8 +13,8 @@ import signal
 
 from common.core.envelope import Event
 from common.db.migrations import create_pool
-from common.http.contexts import make_redis
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
+from common.redis.client import make_redis
 
 
 async def handle_thing(event: Event, conn) -> None:  # type: ignore[no-untyped-def]

@@ -214,7 +214,14 @@ async def test_8_deleting_the_project_removes_its_comments_from_comment_svc(api,
 
 
 def swarm_check(system, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    command = [sys.executable, "-c", "from common.swarm.cli import main; main()", "check", "--data-dir", str(system.data_dir)]
+    command = [
+        sys.executable,
+        "-c",
+        "from common.swarm.cli import main; main()",
+        "check",
+        "--data-dir",
+        str(system.data_dir),
+    ]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
 
 
@@ -238,7 +245,14 @@ async def test_9_swarm_check_is_clean_and_names_a_tampered_replica_row(system):
 
 
 def swarm(system, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    command = [sys.executable, "-c", "from common.swarm.cli import main; main()", *args, "--data-dir", str(system.data_dir)]
+    command = [
+        sys.executable,
+        "-c",
+        "from common.swarm.cli import main; main()",
+        *args,
+        "--data-dir",
+        str(system.data_dir),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 

@@ -19,7 +19,8 @@ import redis.asyncio as aioredis
 
 from common.core.envelope import Event
 from common.db.migrations import COMMON_MIGRATIONS, create_pool, drop_database, ensure_database, migrate
-from common.messaging.consumer import ConsumerWorker, Handler, WorkerOptions
+from common.messaging.consumer import ConsumerWorker, WorkerOptions
+from common.messaging.handlers import Handler
 from common.swarm.servers import database_url
 
 GROUP = "faults_audit"

@@ -16,8 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.core.settings import Settings
-from common.messaging.consumer import entry_key
 from common.messaging.views import DeadLetter, list_dead_letters, list_streams, stream_keys
+from common.redis.ids import entry_key
 from common.swarm.check import Report, declared_checks, wait_converged
 from common.swarm.supervisor import Swarm
 

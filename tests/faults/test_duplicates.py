@@ -24,8 +24,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.core.envelope import stream_for
-from common.messaging.consumer import WorkerOptions, entry_key
+from common.messaging.consumer import WorkerOptions
 from common.messaging.views import stream_keys
+from common.redis.ids import entry_key
 from common.swarm.supervisor import Swarm
 from tests.faults.audit import Audit
 from tests.faults.conftest import api_for, database_urls, running_system

@@ -102,7 +102,14 @@ async def kill_mid_batch(
 
 
 def swarm_check(system: Swarm) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from common.swarm.cli import main; main()", "check", "--data-dir", str(system.data_dir)]
+    command = [
+        sys.executable,
+        "-c",
+        "from common.swarm.cli import main; main()",
+        "check",
+        "--data-dir",
+        str(system.data_dir),
+    ]
     return subprocess.run([*command, "--wait", "10", "--json"], capture_output=True, text=True, timeout=60)
 
 

@@ -20,8 +20,9 @@ import redis.asyncio as aioredis
 
 from common.core.envelope import Event
 from common.core.errors import NotFound
-from common.messaging.consumer import REPLAY_FOR_FIELD, WorkerOptions
+from common.messaging.consumer import WorkerOptions
 from common.messaging.views import DeadLetter, replay_dead_letter
+from common.redis.keys import REPLAY_FOR_FIELD
 from common.swarm.supervisor import Swarm
 from tests.faults.audit import GROUP, Audit
 from tests.faults.conftest import api_for, database_urls, running_system

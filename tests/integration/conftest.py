@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from comment_svc.app import create_app as create_comment_app
 from common.core.envelope import Event
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from project_svc.app import create_app as create_project_app
 from tests.helpers import access_token, bearer, eventually, publish, user_record
 

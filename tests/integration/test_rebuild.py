@@ -3,7 +3,7 @@ the snapshots its producers re-publish (`swarm republish`), checked by the conve
 
 from __future__ import annotations
 
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from common.messaging.republish import declared_snapshots, republish
 from common.swarm.check import declared_checks, run_checks, wait_converged
 from tests.integration.conftest import Pair, workload

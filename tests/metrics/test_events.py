@@ -14,8 +14,9 @@ from prometheus_client import Gauge
 
 from common.core.envelope import Event, stream_for
 from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
-from common.messaging.consumer import REPLAY_FOR_FIELD, ConsumerWorker, WorkerOptions
+from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.outbox import OutboxRelay, enqueue
+from common.redis.keys import REPLAY_FOR_FIELD
 from common.service.metrics import Metrics
 from tests.helpers import eventually
 from tests.metrics.scrape import parse, value

@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.core.envelope import Event, stream_for
-from common.http.contexts import Runtime, runtime_of
+from common.http.app import runtime_of
 from common.messaging.outbox import enqueue
+from common.service.runtime import Runtime
 from project_svc.app import create_app
 from tests.helpers import eventually, publish, user_record
 from tests.metrics.scrape import scrape, value

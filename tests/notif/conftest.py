@@ -26,7 +26,7 @@ from auth_svc.tokens import TokenIssuer
 from common.contracts.notices import notice
 from common.core.envelope import Event
 from common.core.settings import Settings
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from notif_svc.api import NOTIFICATION_SERVICE
 from notif_svc.app import create_app
 from notif_svc.service import NotificationService

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from common.core.envelope import DEAD_LETTER_STREAM, Event
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from tests.helpers import eventually, publish
 from tests.notif.conftest import AppMaker, World, notice_event
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from notif_svc import live
 from notif_svc.service import RECHECK_INTERVAL_S
 from notif_svc.websocket import LIVE_HUB

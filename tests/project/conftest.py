@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.core.envelope import Event
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from project_svc.app import create_app
 from tests.helpers import access_token, bearer, eventually, publish, user_record
 

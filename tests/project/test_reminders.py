@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.contracts.notices import SYSTEM_ACTOR
 from common.core.envelope import Event
-from common.http.contexts import runtime_of
+from common.http.app import runtime_of
 from project_svc.app import create_app
 from project_svc.reminders import REMINDERS, Reminders
 from tests.helpers import eventually

@@ -10,7 +10,7 @@ import sys
 import redis.asyncio as aioredis
 
 from common.core.envelope import Event, stream_for
-from common.messaging.consumer import entry_key
+from common.redis.ids import entry_key
 
 SWARM = [sys.executable, "-c", "from common.swarm.cli import main; main()"]
 DAY_MS = 86_400_000

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.messaging import retention
-from common.messaging.retention import ArchiveDamaged, ArchiveWriter, apply_retention, archive_path, read_archive
+from common.messaging.retention import ArchiveDamaged, ArchiveWriter, apply_retention, archive_path, read_archive, trim
 from common.messaging.views import Entry, decode_entry
 from tests.retention.conftest import DAY_MS, add, consume, ids_of, noon_days_ago
 
@@ -153,7 +153,7 @@ async def test_a_dry_run_names_the_files_and_writes_nothing(redis, tmp_path):
 
 
 async def test_concurrent_archivers_write_each_entry_once(redis, tmp_path, servers, monkeypatch):
-    monkeypatch.setattr(retention, "ARCHIVE_CHUNK", 3)  # many rounds, so the runs overlap
+    monkeypatch.setattr(trim, "ARCHIVE_CHUNK", 3)  # many rounds, so the runs overlap
     ids = [await add(redis, "newCard", f"c{i}", days_ago=3 - i / 20) for i in range(40)]
     await consume(redis, CARDS, "comment_svc", "c-1")
     clients = [aioredis.from_url(servers.redis.url, decode_responses=True) for _ in range(4)]

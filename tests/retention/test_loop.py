@@ -12,8 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.http.app import create_app
 from common.http.contexts import redis_context, retention_context
-from common.messaging import retention
-from common.messaging.retention import read_archive
+from common.messaging.retention import read_archive, trim
 from tests.helpers import eventually
 from tests.retention.conftest import add, consume, ids_of
 
@@ -62,7 +61,7 @@ async def test_it_archives_and_trims_old_consumed_entries_of_the_streams_it_prod
 
 
 async def test_replicas_trimming_at_once_archive_each_entry_once(redis, make_settings, tmp_path, monkeypatch):
-    monkeypatch.setattr(retention, "ARCHIVE_CHUNK", 4)
+    monkeypatch.setattr(trim, "ARCHIVE_CHUNK", 4)
     old = [await add(redis, "newCard", f"old{i}", days_ago=40 - i / 10) for i in range(60)]
     await consume(redis, CARDS, "comment_svc", "c-1")
     settings = make_settings(

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from common.messaging.consumer import entry_key
+from common.redis.ids import entry_key
 from gateway.admin import ROUTES
 from tests.helpers import eventually
 from tests.streams.conftest import AUDIT_CONSUMER, AUDIT_GROUP, THING_STREAM, Groups, Scenario

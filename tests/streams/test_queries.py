@@ -9,7 +9,7 @@ import pytest
 from common.core.envelope import Event
 from common.core.errors import Conflict, NotFound
 from common.messaging import views as streams
-from common.messaging.views import EntryFilter
+from common.messaging.views import EntryFilter, groups
 
 
 async def publish(redis, event_type: str, name: str, *, actor: str = "", correlation: str = "") -> tuple[str, Event]:  # type: ignore[no-untyped-def]
@@ -31,7 +31,7 @@ async def test_lag_is_counted_where_redis_cannot_report_it(redis, monkeypatch):
     assert (group.lag, group.lag_source) == (3, "counted")
     assert (await streams.list_streams(redis)).items[0].lag == 3
 
-    monkeypatch.setattr(streams, "LAG_COUNT_LIMIT", 2)
+    monkeypatch.setattr(groups, "LAG_COUNT_LIMIT", 2)
     [group] = (await streams.show_stream(redis, "newThing")).groups
     assert (group.lag, group.lag_source) == (2, "counted_at_least")
 
