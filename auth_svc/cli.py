@@ -13,7 +13,7 @@ from auth_svc.service import AuthService, PasswordHasher
 from auth_svc.tokens import TokenIssuer
 from common.core.errors import NotFound
 from common.core.settings import Settings
-from common.db.migrations import create_pool
+from common.db.pool import create_pool
 from common.redis.client import make_redis
 from common.service.runtime import Runtime
 from common.swarm.state import NoSystemFound, resolve_settings

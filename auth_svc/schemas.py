@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from common.contracts.notices import NOTICE_EVENT, NoticeSchema
-from common.http.validation import OffsetPageQuery
+from common.core.paging import OffsetPageQuery
 
 ROLES = ("user", "admin", "superadmin")
 

@@ -20,7 +20,7 @@ from auth_svc.tokens import TokenIssuer, TokenPair
 from common.contracts.notices import notice
 from common.core.envelope import Event
 from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from common.http.validation import is_uuid
+from common.core.ids import is_uuid
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from common.service.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
@@ -224,7 +224,7 @@ async def snapshot_users(conn: asyncpg.Connection, after: str | None, limit: int
     return [user_event("newUser", user, "") for user in users], last
 
 
-# What `swarm republish` can re-publish from here (common/republish.py).
+# What `swarm republish` can re-publish from here (common/messaging/republish.py).
 SNAPSHOTS = {"users": snapshot_users}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from common.db.migrations import like_pattern
+from common.db.pool import like_pattern
 
 # Never select password_hash into anything that might be returned or published.
 USER_COLUMNS = "id, username, email, full_name, role, version, created_at, updated_at"

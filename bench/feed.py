@@ -17,6 +17,7 @@ from bench.load import LoadResult, wrk
 from bench.report import Row, Section
 from bench.system import Servers, extra_process, swarm
 from common.core.envelope import Event
+from common.testing import service_urls
 
 STREAM = "events:newNotif"
 
@@ -114,7 +115,7 @@ def run(srv: Servers, quick: bool) -> Section:
             f"({users * per_user / seed_s:,.0f}/s, {per_user} events of {users} recipients)."
         )
         gw = f"{s.gateway_url}/api/v1"
-        direct = s.service_urls()["notif_svc"][0]
+        direct = service_urls(s)["notif_svc"][0]
         etags, items, status = asyncio.run(_etags(gw, tokens))
         sec.notes.append(f"A full read returns {items} items; a poll with the ETag answered {status}.")
         conns = 32

@@ -14,6 +14,7 @@ from bench.load import LoadResult, wrk
 from bench.nginx import nginx_in_front_of
 from bench.report import Row, Section
 from bench.system import Servers, swarm
+from common.testing import service_urls
 
 WORKERS = (1, 2)
 
@@ -31,7 +32,7 @@ def _measure(srv: Servers, workers: int, seconds: float, sec: Section) -> dict[s
     """Throughput (32 connections) and latency (1 connection) of the three targets, in one swarm."""
     with swarm(srv, gateway_workers=workers) as s:
         token, card = asyncio.run(_seed(str(s.gateway_url)))
-        direct_base = s.service_urls()["project_svc"][0]
+        direct_base = service_urls(s)["project_svc"][0]
         headers = {"Authorization": f"Bearer {token}"}
         with nginx_in_front_of(direct_base) as nginx_base:
             urls = {

@@ -17,6 +17,7 @@ from bench.client import Api
 from bench.cpu import CpuMeter
 from bench.report import Row, Section
 from bench.system import Servers, swarm
+from common.testing import service_urls
 
 RATE = int(os.environ.get("BENCH_PROPAGATION_RATE", "200"))  # writes/s, half comments and half card creations
 TARGET_P99_MS = 25.0
@@ -188,7 +189,7 @@ def run(srv: Servers, quick: bool) -> Section:
 
     rates = [LOW_RATE, RATE]
     with swarm(srv) as s:
-        urls = s.service_urls()
+        urls = service_urls(s)
         pids = {c.label: c.pid for c in s.children if c.pid}
         runs = {
             rate: asyncio.run(

@@ -15,9 +15,10 @@ from pathlib import Path
 import redis
 
 from common.contracts import topology
-from common.swarm.embedded import ThrowawayServers, free_port, throwaway_servers
+from common.swarm.embedded import free_port
 from common.swarm.procs import ChildProcess
 from common.swarm.supervisor import Swarm, SwarmConfig
+from common.testing import ThrowawayServers, throwaway_servers
 
 # Benchmarks hammer one user: the per-user limit would turn them into a 429 benchmark.
 BENCH_ENV = {

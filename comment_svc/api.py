@@ -6,8 +6,8 @@ from aiohttp import web
 
 from comment_svc.schemas import CommentListQuery, CommentPageSchema, CommentRequest, CommentSchema
 from comment_svc.service import CommentService, comment_view
-from common.docs.openapi import doc
 from common.http.app import json_response, principal
+from common.http.docmarks import doc
 from common.http.validation import parse_body, parse_query
 
 COMMENT_SERVICE = web.AppKey("comment_service", CommentService)

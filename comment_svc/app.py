@@ -16,7 +16,7 @@ from common.http.app import runtime_of
 from common.http.contexts import consumer_context, database_context, outbox_context, redis_context, retention_context
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The streams this service writes to: its retention trimmer looks after them (common/retention.py).
+# The streams this service writes to: its retention trimmer looks after them (common/messaging/retention/).
 PUBLISHED_EVENTS = ("newComment", "updateComment", "deleteComment", "newNotif")
 
 

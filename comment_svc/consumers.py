@@ -22,10 +22,10 @@ from comment_svc.schemas import (
     ProjectDeletedEventSchema,
     ProjectEventSchema,
 )
+from common.contracts.checks import Check, Invariant, Mirror
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
 from common.messaging.handlers import Handler
-from common.swarm.check import Check, Invariant, Mirror
 
 log = structlog.get_logger("comment.replica")
 
@@ -87,7 +87,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-# What `swarm check` compares (common/check.py): every replica with its source, and this service's own
+# What `swarm check` compares (common/swarm/check.py): every replica with its source, and this service's own
 # comment counts with its comments (the counts it publishes to project_svc).
 REPLICA_CHECKS: list[Check] = [
     Mirror(

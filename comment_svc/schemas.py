@@ -9,7 +9,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from common.contracts.notices import NOTICE_EVENT, NoticeSchema
 from common.contracts.users import UserReplicaSchema
-from common.http.validation import CursorPageQuery
+from common.core.paging import CursorPageQuery
 
 BODY_MAX = 10_000
 

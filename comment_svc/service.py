@@ -22,7 +22,7 @@ from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, C
 from common.contracts.notices import notice
 from common.core.envelope import Event
 from common.core.errors import Forbidden, NotFound
-from common.http.validation import decode_keyset, encode_keyset, is_uuid
+from common.core.ids import decode_keyset, encode_keyset, is_uuid
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from common.service.tokens import Principal
@@ -159,5 +159,5 @@ async def snapshot_comments(conn: asyncpg.Connection, after: str | None, limit: 
     return batch, comments[-1]["id"] if len(comments) == limit else None
 
 
-# What `swarm republish` can re-publish from here (common/republish.py).
+# What `swarm republish` can re-publish from here (common/messaging/republish.py).
 SNAPSHOTS = {"comments": snapshot_comments}

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from common.contracts.users import upsert_if_newer
+from common.db.upserts import upsert_if_newer
 
 Record = dict[str, Any]
 

@@ -18,8 +18,8 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from common.core.errors import Forbidden, NotFound
-from common.docs.openapi import doc
 from common.http.app import Handler, json_response, principal, runtime_of
+from common.http.docmarks import doc
 from common.http.validation import parse_query
 from common.messaging import views as streams
 from gateway.routing import API_PREFIX

@@ -29,8 +29,9 @@ from common.contracts import topology
 from common.core.errors import NotFound
 from common.core.settings import Settings
 from common.docs import asyncapi
-from common.docs.openapi import Doc, OpenAPIBuilder, doc, doc_of
+from common.docs.openapi import OpenAPIBuilder
 from common.http.app import public
+from common.http.docmarks import Doc, doc, doc_of
 from gateway import admin, health
 from gateway.routing import API_PREFIX, ROUTES, Access, Router, access_of
 

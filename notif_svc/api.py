@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from common.docs.openapi import doc
 from common.http.app import json_response, principal, runtime_of
+from common.http.docmarks import doc
 from common.http.validation import parse_query
 from notif_svc.schemas import FeedQuery, NotificationPageSchema, UnreadCountSchema
 from notif_svc.service import NotificationService

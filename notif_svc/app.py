@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 
 from common.core.settings import Settings
@@ -23,10 +24,22 @@ from notif_svc.consumers import build_handlers
 from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LiveHub, Signal
 from notif_svc.service import RECHECK_INTERVAL_S, NotificationService
-from notif_svc.store import StoreFactory, open_store
+from notif_svc.store import NotificationStore, StoreFactory
 from notif_svc.websocket import LIVE_HUB
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def open_store(settings: Settings, pool: asyncpg.Pool) -> NotificationStore:
+    """MongoDB when a URL is configured, else PostgreSQL (the embedded default of `swarm up`)."""
+    if settings.mongo_url:
+        # Imported here: a PostgreSQL-only deployment never loads the MongoDB driver.
+        from notif_svc.store_mongo import MongoNotificationStore
+
+        return MongoNotificationStore.connect(settings.mongo_url, settings.mongo_database)
+    from notif_svc.store_postgres import PostgresNotificationStore
+
+    return PostgresNotificationStore(pool)
 
 
 def store_context(service: NotificationService, factory: StoreFactory) -> CleanupContext:

@@ -12,11 +12,11 @@ from functools import partial
 
 import asyncpg
 
+from common.contracts.checks import Check, Invariant, Mirror
 from common.contracts.notices import NOTICE_EVENT
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
 from common.messaging.handlers import Handler, after_commit
-from common.swarm.check import Check, Invariant, Mirror
 from notif_svc.service import NotificationService
 
 
@@ -28,7 +28,7 @@ def build_handlers(service: NotificationService) -> dict[str, Handler]:
     return {**USER_REPLICA_HANDLERS, NOTICE_EVENT: handle_new_notif}
 
 
-# What `swarm check` compares (common/check.py): the user replica with auth_svc's users, and one
+# What `swarm check` compares (common/swarm/check.py): the user replica with auth_svc's users, and one
 # notification per (event, recipient) in the PostgreSQL store (MongoDB's unique index keeps its own).
 REPLICA_CHECKS: list[Check] = [
     Mirror(

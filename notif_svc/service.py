@@ -23,14 +23,14 @@ import structlog
 from redis.exceptions import RedisError
 
 from common.contracts.notices import NoticeSchema
+from common.contracts.users import current_usernames
 from common.core.envelope import Event, utcnow
 from common.core.errors import NotFound
-from common.http.validation import decode_keyset, encode_keyset, is_uuid
+from common.core.ids import decode_keyset, encode_keyset, is_uuid
 from common.service.runtime import Runtime
 from notif_svc import live
 from notif_svc.schemas import NotificationSchema
 from notif_svc.store import FeedState, Notice, Notification, NotificationStore
-from notif_svc.store_postgres import current_usernames
 
 log = structlog.get_logger("notif")
 

@@ -1,7 +1,8 @@
 """The notification store: the one small interface both adapters implement, and the choice between them.
 
 Notifications and per-user feed state live in MongoDB when `MONGO_URL` is set (store_mongo.py, the only
-module that imports motor), otherwise in this service's PostgreSQL database (store_postgres.py). The
+module that imports motor), otherwise in this service's PostgreSQL database (store_postgres.py); the
+composition root chooses (`notif_svc.app.open_store`). The
 users replica and the worker's inbox are always in PostgreSQL. Both adapters pass the same contract
 tests (tests/notif/test_store_contract.py); anything the service relies on is stated here.
 """
@@ -101,15 +102,3 @@ class NotificationStore(Protocol):
 
 
 StoreFactory = Callable[[Settings, asyncpg.Pool], Awaitable[NotificationStore]]
-
-
-async def open_store(settings: Settings, pool: asyncpg.Pool) -> NotificationStore:
-    """MongoDB when a URL is configured, else PostgreSQL (the embedded default of `swarm up`)."""
-    if settings.mongo_url:
-        # Imported here: a PostgreSQL-only deployment never loads the MongoDB driver.
-        from notif_svc.store_mongo import MongoNotificationStore
-
-        return MongoNotificationStore.connect(settings.mongo_url, settings.mongo_database)
-    from notif_svc.store_postgres import PostgresNotificationStore
-
-    return PostgresNotificationStore(pool)

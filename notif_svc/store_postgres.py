@@ -7,9 +7,7 @@ transaction, so a notification exists if and only if the inbox row of its event 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -40,15 +38,6 @@ def _bump(modified_at_param: str) -> str:
 
 def _notification(record: asyncpg.Record) -> Notification:
     return Notification(**dict(record))
-
-
-async def current_usernames(db: Any, user_ids: Iterable[str | None]) -> dict[str, str]:
-    """user id → username, from the users replica, for the ids it knows (`db`: pool or connection)."""
-    ids = sorted({user_id for user_id in user_ids if user_id is not None})
-    if not ids:
-        return {}
-    rows = await db.fetch("SELECT id, username FROM users WHERE id = ANY($1::uuid[]) AND username IS NOT NULL", ids)
-    return {r["id"]: r["username"] for r in rows}
 
 
 class PostgresNotificationStore:

@@ -22,8 +22,8 @@ import structlog
 from aiohttp import WSCloseCode, web
 
 from common.core.errors import Unauthorized
-from common.docs.openapi import ACCESS_TOKEN_QUERY, BEARER, doc
 from common.http.app import public, runtime_of
+from common.http.docmarks import ACCESS_TOKEN_QUERY, BEARER, doc
 from common.service.tokens import Principal, TokenVerifier, bearer_token
 from notif_svc.live import Listener, LiveHub, Signal
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.docs.openapi import cursor_page_of, doc, offset_page_of
+from common.core.paging import offset_page
 from common.http.app import json_response, principal
-from common.http.validation import offset_page, parse_body, parse_query
+from common.http.docmarks import cursor_page_of, doc, offset_page_of
+from common.http.validation import parse_body, parse_query
 from project_svc.schemas import (
     AddMemberRequest,
     CardListQuery,

@@ -17,7 +17,7 @@ from project_svc.reminders import REMINDERS, Reminders, reminders_context
 from project_svc.service import ProjectService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The streams this service writes to: its retention trimmer looks after them (common/retention.py).
+# The streams this service writes to: its retention trimmer looks after them (common/messaging/retention/).
 PUBLISHED_EVENTS = (
     "newProject",
     "updateProject",

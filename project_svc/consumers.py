@@ -1,6 +1,6 @@
 """Event handlers project_svc runs for other services' events (its `HANDLERS` table).
 
-- newUser/updateUser keep the local user replica (version-guarded, see common/replica.py).
+- newUser/updateUser keep the local user replica (version-guarded, see common/contracts/users.py).
 - newComment/updateComment/deleteComment carry the card's comment count after the change with its
   own counter, `total_comments_version`: a count is applied only if its counter is newer than the
   one stored, so counts arriving late, twice or out of order never move the card backwards. An
@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from common.contracts.checks import Check, Mirror
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
 from common.messaging.handlers import Handler
-from common.swarm.check import Check, Mirror
 from project_svc import store
 from project_svc.schemas import CommentCountSchema
 
@@ -41,7 +41,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-# What `swarm check` compares (common/check.py): the user replica with auth_svc's users, and each card's
+# What `swarm check` compares (common/swarm/check.py): the user replica with auth_svc's users, and each card's
 # total_comments with the number of comments comment_svc really holds for it.
 REPLICA_CHECKS: list[Check] = [
     Mirror(

@@ -11,7 +11,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from common.contracts.notices import NOTICE_EVENT, NoticeSchema
 from common.contracts.users import UserReplicaSchema
-from common.http.validation import CursorPageQuery, OffsetPageQuery
+from common.core.paging import CursorPageQuery, OffsetPageQuery
 
 STATUSES = ("todo", "in_progress", "review", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")

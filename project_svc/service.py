@@ -18,7 +18,7 @@ import structlog
 
 from common.core.envelope import Event
 from common.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.http.validation import decode_keyset, encode_keyset, is_uuid
+from common.core.ids import decode_keyset, encode_keyset, is_uuid
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from common.service.tokens import Principal
@@ -256,7 +256,7 @@ class ProjectService:
             raise ValidationFailed(details={"assignee_id": ["is not a member of this project"]})
 
 
-# -- snapshots (swarm republish, common/republish.py) -------------------------------------------------
+# -- snapshots (swarm republish, common/messaging/republish.py) -------------------------------------------------
 
 
 async def snapshot_projects(conn: asyncpg.Connection, after: str | None, limit: int) -> tuple[list[Event], str | None]:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from common.db.migrations import like_pattern
+from common.db.pool import like_pattern
 
 PROJECT_COLUMNS = "id, title, description, owner_id, version, created_at, updated_at"
 MEMBER_COLUMNS = "project_id, user_id, role, active, version, added_at, removed_at"

@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.core.settings import Settings
-from common.db.migrations import drop_database, ensure_database
-from common.swarm.embedded import ThrowawayServers, throwaway_servers
+from common.db.migrations import ensure_database
+from common.testing import ThrowawayServers, drop_database, throwaway_servers
 
 Servers = ThrowawayServers
 

@@ -12,12 +12,13 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-from aiohttp import web
+from typing import Any
 
 from common.core.settings import Settings
 
-AppFactory = Callable[[Settings], web.Application]
+# Builds the aiohttp application of a service. Typed loosely on purpose: the tools that only read the
+# topology (`swarm streams`, `swarm check`) must not load aiohttp to do so.
+AppFactory = Callable[[Settings], Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,59 +1,21 @@
-"""Replicas: local copies of another service's entities, kept by applying its events.
+"""The user replica: what every service that keeps a copy of auth_svc's users agrees on.
 
-Events can arrive twice and out of order (SPEC §5). A replica stays exact because every write is
-guarded by the entity's `version` (it increases with every change at the source):
-- `upsert_if_newer` inserts the row, or overwrites it only when the incoming version is higher,
-  so an old event arriving late changes nothing, and the same event applied twice changes nothing;
-- a delete is a tombstone: the row stays with `deleted = true` and the delete's version (the highest
-  the entity ever had), so a late update, which carries a lower version, cannot resurrect it.
-Replica tables therefore have a `version bigint NOT NULL` column and nullable payload columns (a
-tombstone or an update may be the first thing a replica hears of an entity).
-
-The user replica is the same in every service that keeps one (a table `users` with the columns of
-`UserReplicaSchema`), so its event handler lives here too.
+A table `users` with the columns of `UserReplicaSchema`, kept by applying newUser and updateUser with
+a version-guarded upsert (`common.db.upserts`), so duplicates and late events change nothing. Three
+services keep one, so its schema and event handler live here, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
 from marshmallow import EXCLUDE, Schema, fields
 
 from common.core.envelope import Event
+from common.db.upserts import upsert_if_newer, upsert_many_if_newer
 from common.messaging.handlers import BulkHandler
-
-
-def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} "
-        f"WHERE {table}.version < excluded.version"
-    )
-
-
-async def upsert_if_newer(
-    conn: asyncpg.Connection, table: str, row: Mapping[str, Any], *, key: Sequence[str] = ("id",)
-) -> bool:
-    """Insert `row`, or update the existing one if `row["version"]` is newer. True if it was written.
-
-    `table` and the column names come from code, never from event data (they are interpolated).
-    """
-    written = await conn.fetchval(_upsert_sql(table, list(row), key) + " RETURNING true", *row.values())
-    return bool(written)
-
-
-async def upsert_many_if_newer(
-    conn: asyncpg.Connection, table: str, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str] = ("id",)
-) -> None:
-    """`upsert_if_newer` for each row in order, in one pipelined round trip (rows share their columns)."""
-    if not rows:
-        return
-    columns = list(rows[0])
-    await conn.executemany(_upsert_sql(table, columns, key), [[row[c] for c in columns] for row in rows])
 
 
 class UserReplicaSchema(Schema):
@@ -94,3 +56,12 @@ async def _replicate_users(events: Sequence[Event], conn: asyncpg.Connection) ->
 replicate_user = BulkHandler(one=_replicate_one_user, many=_replicate_users)
 
 USER_REPLICA_HANDLERS = {"newUser": replicate_user, "updateUser": replicate_user}
+
+
+async def current_usernames(db: Any, user_ids: Iterable[str | None]) -> dict[str, str]:
+    """user id → username, from the users replica, for the ids it knows (`db`: pool or connection)."""
+    ids = sorted({user_id for user_id in user_ids if user_id is not None})
+    if not ids:
+        return {}
+    rows = await db.fetch("SELECT id, username FROM users WHERE id = ANY($1::uuid[]) AND username IS NOT NULL", ids)
+    return {r["id"]: r["username"] for r in rows}

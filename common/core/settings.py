@@ -71,7 +71,7 @@ class Settings:
 
     max_body_bytes: int = 1024 * 1024
 
-    # Consumer-group worker (common/worker.py).
+    # Consumer-group worker (common/messaging/consumer.py).
     consumer_name: str = ""
     consumer_concurrency: int = 2  # consumer loops per process (common.http.contexts.consumer_context)
     consumer_batch_size: int = 100
@@ -85,7 +85,7 @@ class Settings:
     # How long the worker keeps each event's ack times (`trace:acked:<event id>`, for `swarm trace`); 0: off.
     trace_retention_s: int = 7 * 24 * 3600
 
-    # Transactional outbox relay (common/outbox.py).
+    # Transactional outbox relay (common/messaging/outbox.py).
     outbox_poll_interval_ms: int = 1000
     outbox_batch_size: int = 500
 
@@ -109,7 +109,7 @@ class Settings:
     rate_limit_auth_per_minute: int = 20
     rate_limit_user_per_minute: int = 1200
 
-    # Stream retention (common/retention.py), for the services that install `retention_context`: trim the
+    # Stream retention (common/messaging/retention/), for the services that install `retention_context`: trim the
     # streams they produce to entries younger than this (never what a group has not acknowledged); 0: off.
     stream_retention_s: int = 90 * 24 * 3600
     stream_retention_interval_s: float = 3600.0  # how often the trimmer runs

@@ -1,4 +1,4 @@
-"""PostgreSQL access: the asyncpg pool and the ordered migration runner.
+"""The schema of a service's database: the ordered migration runner (and creating a database for `swarm up`).
 
 Migrations are `NNN_name.sql` files applied in numeric order, each in its own transaction, recorded in
 `schema_migrations` per namespace (`common` for the outbox/inbox tables, then the service's own).
@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import orjson
 import structlog
 
 log = structlog.get_logger("db")
 
-COMMON_MIGRATIONS = Path(__file__).parents[1] / "messaging" / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d+)_([\w\-]+)\.sql$")
 # Arbitrary but fixed: every Taskswarm process contends for the same lock id in its own database.
 _MIGRATION_LOCK_ID = 0x7A5C_5A12
@@ -55,49 +53,6 @@ def discover(namespace: str, directory: Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # UUIDs as plain strings and JSON via orjson: rows go straight into responses and events.
-    await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog", format="text")
-    for json_type in ("json", "jsonb"):
-        await conn.set_type_codec(
-            json_type,
-            encoder=lambda value: orjson.dumps(value).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
-
-
-def like_pattern(search: str) -> str:
-    """A case-insensitive `LIKE` pattern matching `search` anywhere (compare with `lower(column)`).
-
-    `%`, `_` and `\\` in the user's text are escaped, so they match themselves, not anything.
-    """
-    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Pool release: no reset query. asyncpg's default (advisory unlock all, CLOSE ALL, UNLISTEN *,
-    RESET ALL) costs a round trip on every release, for session state this code never leaves on a
-    pooled connection: no SET, no LISTEN (the outbox listens on its own connection), only transaction
-    advisory locks. asyncpg still rolls back a transaction left open before calling this."""
-
-
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
-    )
-    assert pool is not None
-    return pool
-
-
-async def connect(dsn: str) -> asyncpg.Connection:
-    """A single connection with the same codecs as the pool's (for CLIs and listeners)."""
-    conn = await asyncpg.connect(dsn)
-    await _init_connection(conn)
-    return conn
-
-
 async def ensure_database(admin_dsn: str, name: str) -> None:
     """Create database `name` on the server of `admin_dsn` unless it exists (embedded/dev set-ups)."""
     conn = await asyncpg.connect(admin_dsn)
@@ -106,14 +61,6 @@ async def ensure_database(admin_dsn: str, name: str) -> None:
         if not exists:
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # a concurrent creator won
                 await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 

@@ -60,6 +60,11 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
+def is_public(handler: Any) -> bool:
+    """Whether a handler was marked `@public`."""
+    return bool(getattr(handler, _PUBLIC_ATTR, False))
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     body = orjson.dumps(data, option=orjson.OPT_UTC_Z)
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")

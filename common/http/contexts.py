@@ -19,12 +19,14 @@ from aiohttp import web
 from common.core.envelope import stream_for
 from common.core.settings import Settings
 from common.core.tasks import stop_with_grace
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
 from common.http.app import runtime_of
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.handlers import Handler
 from common.messaging.outbox import OutboxRelay
 from common.messaging.retention import RetentionLoop
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.redis.client import make_redis
 from common.service.runtime import ReadinessCheck
 from common.service.tokens import TokenVerifier

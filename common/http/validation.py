@@ -4,25 +4,19 @@ Handlers call `await parse_body(request, SomeSchema)` / `parse_query(request, So
 one shared instance per class; an instance when it is configured) and get a plain dict back, or the
 request ends with `invalid_json` / `validation_error` and per-field details.
 Schemas reject unknown fields (marshmallow's default RAISE), so a typo is an error, not silence.
+Ids and cursors, which the service layers check too, are `common.core.ids`; page queries `common.core.paging`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import uuid
-from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError
 
 from common.core.errors import InvalidJSON, ValidationFailed
-
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
 
 
 def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
@@ -48,15 +42,6 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_holds_nul(item) for item in value)
     return False
-
-
-def is_uuid(value: str) -> bool:
-    """Whether a path id can name anything; callers answer 404 (not 500) when it cannot."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 async def read_json(request: web.Request) -> Any:
@@ -91,52 +76,3 @@ async def parse_body(request: web.Request, schema: SchemaArg, *, partial: bool =
 def parse_query(request: web.Request, schema: SchemaArg) -> dict[str, Any]:
     # Repeated parameters keep their last value; list-valued filters are not part of the API.
     return load(_schema(schema), dict(request.query))
-
-
-class OffsetPageQuery(Schema):
-    limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
-    offset = fields.Int(load_default=0, validate=validate.Range(min=0))
-
-
-class CursorPageQuery(Schema):
-    limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
-    cursor = fields.Str(load_default=None)
-
-
-def encode_cursor(position: dict[str, Any]) -> str:
-    """An opaque cursor for keyset pagination (clients must not rely on its contents)."""
-    return base64.urlsafe_b64encode(orjson.dumps(position)).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, required_keys: tuple[str, ...]) -> dict[str, Any]:
-    """Decode a cursor made by `encode_cursor`; anything else is a 400, never a 500."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        position = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
-    if not isinstance(position, dict) or any(key not in position for key in required_keys):
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
-    return position
-
-
-def encode_keyset(created_at: datetime, item_id: str) -> str:
-    """The cursor after an item of a feed ordered by (created_at, id), either direction."""
-    return encode_cursor({"created_at": created_at.isoformat(), "id": item_id})
-
-
-def decode_keyset(cursor: str) -> tuple[datetime, str]:
-    """(created_at, id) from `encode_keyset`'s cursor; a cursor that is not one is a 400."""
-    position = decode_cursor(cursor, ("created_at", "id"))
-    try:
-        created_at = datetime.fromisoformat(position["created_at"])
-        item_id = str(uuid.UUID(position["id"]))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
-    return created_at, item_id
-
-
-def offset_page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
-    return {"items": items, "total": total, "limit": limit, "offset": offset}

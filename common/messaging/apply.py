@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -98,6 +98,12 @@ class WorkerStats:
     last_errors: dict[tuple[str, str], str] = field(default_factory=dict)  # (stream, entry id) → error
 
 
+class CountOutcome(Protocol):
+    """Count `count` entries of `stream` settled with `outcome` (the worker passes them to its metrics)."""
+
+    def __call__(self, stream: str, outcome: str, count: int = 1) -> None: ...
+
+
 class BatchApplier:
     """Applies the batches of one consumer worker (its pool, handler table and stats)."""
 
@@ -109,7 +115,7 @@ class BatchApplier:
         stats: WorkerStats,
         stopping: asyncio.Event,
         log: Any,
-        count: Callable[[str, str, int], None],
+        count: CountOutcome,
     ) -> None:
         self._pool = pool
         self._handlers = handlers

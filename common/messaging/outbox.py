@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from common.core.envelope import Event
 from common.core.retry import Backoff
-from common.db.migrations import connect
+from common.db.pool import connect
 from common.messaging.readings import OutboxBacklog
 
 log = structlog.get_logger("outbox")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from common.core.envelope import Event, correlation_id_var
-from common.db.migrations import connect
+from common.db.pool import connect
 from common.messaging.outbox import enqueue
 
 # (connection, id after which to continue or None, page size) → (events of the next page of entities in

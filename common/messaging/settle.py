@@ -8,14 +8,13 @@ acknowledged it (`common.redis.keys.ack_record_key`), for `swarm trace`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from common.core.envelope import DEAD_LETTER_STREAM, Event, utcnow
-from common.messaging.apply import Delivery, WorkerStats
+from common.messaging.apply import CountOutcome, Delivery, WorkerStats
 from common.redis.keys import REPLAY_FOR_FIELD, ack_record_key
 
 # KEYS: ack record keys; ARGV: group, epoch ms, retention s. (Its keys span hash slots: on a Redis
@@ -41,7 +40,7 @@ class Settler:
         trace_retention_s: int,
         stats: WorkerStats,
         log: Any,
-        count: Callable[[str, str, int], None],
+        count: CountOutcome,
     ) -> None:
         self._redis = redis
         self.group = group

@@ -1,1 +1,2 @@
-"""redis"""
+"""Redis as this code base uses it: one client factory, the names of streams and their companions, entry
+ids and their times. Knows no mechanism built on top (`common.messaging`)."""

@@ -25,7 +25,7 @@ def stream_type(key: str) -> str:
 REPLAY_FOR_FIELD = "replay_for"
 
 
-# Redis keeps no acknowledgement times; for `swarm trace` (common/streams.py) the worker records, per
+# Redis keeps no acknowledgement times; for `swarm trace` (common/messaging/views/) the worker records, per
 # event, when each group acknowledged it (or dead-lettered it), in the pipeline that acknowledges.
 ACK_RECORD_PREFIX = "trace:acked:"
 

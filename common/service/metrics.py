@@ -211,10 +211,10 @@ class Metrics:
 
     def _samples_of(self, reading: Reading) -> list[Sample]:
         if isinstance(reading, GroupBacklog):
-            labels = (self.service, reading.stream, reading.group)
+            group = (self.service, reading.stream, reading.group)
             return [
-                (self.consumer_lag, labels, float(reading.lag)),
-                (self.consumer_pending, labels, float(reading.pending)),
+                (self.consumer_lag, group, float(reading.lag)),
+                (self.consumer_pending, group, float(reading.pending)),
             ]
         if isinstance(reading, OutboxBacklog):
             labels = (self.service,)

@@ -23,27 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from common.db.migrations import connect
-
-
-@dataclass(frozen=True, slots=True)
-class Mirror:
-    name: str
-    source: str  # the service whose database holds the truth
-    source_sql: str
-    replica: str  # the service keeping the copy
-    replica_sql: str
-    key_columns: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Invariant:
-    name: str
-    service: str
-    violations_sql: str  # every row returned is a violation
-
-
-Check = Mirror | Invariant
+from common.contracts.checks import Check, Mirror
+from common.db.pool import connect
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`swarm check`: compare every replica with its source on a running system (common/check.py).
+"""`swarm check`: compare every replica with its source on a running system (common/swarm/check.py).
 
 Exit code 0 when clean, 1 when something differs (or the system cannot be found), so scripts and CI
 can gate on it. `--wait S` re-runs the checks for up to S seconds first, for a system that just

@@ -3,9 +3,9 @@
 Kept thin: `up` is `common.swarm.supervisor.Swarm` plus signal handling and a table of URLs. Groups such as
 `swarm users` live with the service that owns the data (`auth_svc/cli.py`) and are mounted here only
 when their package is installed, so common never imports a service package at import time. The
-stream-inspection views (`swarm streams`, `swarm dlq`, `swarm trace`) live in `common/streams_cli.py`
-the convergence check (`swarm check`) in `common/check_cli.py` and replica rebuild (`swarm republish`) in
-`common/republish_cli.py`, mounted the same way so `swarm up`
+stream-inspection views (`swarm streams`, `swarm dlq`, `swarm trace`) live in `common/swarm/streams_cli/`
+the convergence check (`swarm check`) in `common/swarm/check_cli.py` and replica rebuild (`swarm republish`) in
+`common/swarm/republish_cli.py`, mounted the same way so `swarm up`
 does not import them.
 """
 

@@ -16,13 +16,9 @@ import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from common.service.keys import ensure_keypair
 
 
 class EmbeddedServerError(RuntimeError):
@@ -286,33 +282,3 @@ class EmbeddedPostgres:
         if not self.initialized():
             return
         self._run([str(postgres_bindir() / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"])
-
-
-@dataclass
-class ThrowawayServers:
-    """A PostgreSQL and a Redis of their own, with a token key pair, in one temporary folder."""
-
-    postgres: EmbeddedPostgres
-    redis: EmbeddedRedis
-    keys_dir: Path
-    root: Path
-
-
-@contextlib.contextmanager
-def throwaway_servers(prefix: str, *, durable: bool = False) -> Iterator[ThrowawayServers]:
-    """Start both on free ports for a test session or a benchmark; stop them and delete everything after.
-
-    `durable`: PostgreSQL with fsync (for crash tests); without, it is faster and loses nothing unless the
-    machine itself goes down. The folder is world-readable: PostgreSQL may run as an unprivileged user.
-    """
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(root, 0o755)
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, root, ignore_errors=True)
-        postgres = EmbeddedPostgres(root / "postgres", durable=durable).start()
-        stack.callback(postgres.stop, mode="immediate")
-        redis_server = EmbeddedRedis(root / "redis").start()
-        stack.callback(redis_server.stop)
-        keys_dir = root / "keys"
-        ensure_keypair(keys_dir / "jwt_private.pem", keys_dir / "jwt_public.pem")
-        yield ThrowawayServers(postgres, redis_server, keys_dir, root)

@@ -1,4 +1,4 @@
-"""`swarm republish KIND`: re-publish a snapshot of a producer's entities (common/republish.py).
+"""`swarm republish KIND`: re-publish a snapshot of a producer's entities (common/messaging/republish.py).
 
 The events are queued in the producer's outbox; its running service publishes them (or, if it is not
 running, at its next start). Run `swarm check --wait 30` afterwards to see the replicas converge.

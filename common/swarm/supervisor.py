@@ -101,9 +101,6 @@ class Swarm:
     def gateway_url(self) -> str | None:
         return self.gateway.url if self.gateway else None
 
-    def service_urls(self) -> dict[str, list[str]]:
-        return {spec.name: [c.url for c in self.replicas_of(spec.name)] for spec in self.services}
-
     def replicas_of(self, name: str) -> list[ChildProcess]:
         return [c for c in self.children if c.spec.name == name and c.spec != self.gateway_spec]
 

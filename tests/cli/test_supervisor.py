@@ -21,6 +21,7 @@ from common.swarm.embedded import free_port
 from common.swarm.procs import LogPrinter
 from common.swarm.state import load_state, pid_alive
 from common.swarm.supervisor import StartupError, Swarm, SwarmConfig
+from common.testing import service_urls
 from tests.cli.conftest import REPO_ROOT, http, wait_until
 from tests.conftest import Servers
 
@@ -64,7 +65,7 @@ def test_starts_every_replica_on_its_own_port_and_routes_the_gateway_to_them(mak
     swarm, output = make_swarm(replicas={"fake_svc": 2})
     swarm.start()
 
-    urls = swarm.service_urls()["fake_svc"]
+    urls = service_urls(swarm)["fake_svc"]
     assert len(set(urls)) == 2
     infos = [http("GET", f"{url}/info")[1] for url in urls]
     assert {info["consumer_name"] for info in infos} == {

@@ -16,8 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from comment_svc.app import MIGRATIONS, create_app
 from common.core.envelope import Event
-from common.db.migrations import COMMON_MIGRATIONS, connect, migrate
+from common.db.migrations import migrate
+from common.db.pool import connect
 from common.http.app import runtime_of
+from common.messaging.tables import COMMON_MIGRATIONS
 from tests.comment.builders import ProjectSource
 from tests.helpers import access_token, bearer, eventually, publish, user_record
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import orjson
 
-from common.http.validation import encode_cursor
+from common.core.ids import encode_cursor
 from tests.comment.conftest import World
 
 COMMENT_KEYS = {"id", "card_id", "project_id", "author_id", "author", "body", "created_at", "updated_at"}

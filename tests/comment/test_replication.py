@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from comment_svc import store
 from comment_svc.consumers import HANDLERS
 from common.core.envelope import Event
-from common.db.migrations import connect
+from common.db.pool import connect
 from tests.comment.builders import ProjectSource, apply_directly, replica_snapshot
 from tests.comment.conftest import World
 from tests.helpers import eventually, user_record

@@ -5,7 +5,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
+from common.messaging.tables import COMMON_MIGRATIONS
 
 THINGS_TABLE = """
 CREATE TABLE IF NOT EXISTS things (

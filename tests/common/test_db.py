@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.db.migrations import create_pool
+from common.db.pool import create_pool
 from tests.helpers import eventually
 
 

@@ -6,9 +6,10 @@ import itertools
 
 import pytest
 
-from common.contracts.users import replicate_user, upsert_if_newer, upsert_many_if_newer
+from common.contracts.users import replicate_user
 from common.core.envelope import Event
-from common.db.migrations import connect
+from common.db.pool import connect
+from common.db.upserts import upsert_if_newer, upsert_many_if_newer
 from tests.helpers import user_record
 
 

@@ -17,18 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from marshmallow import Schema, fields
 
 from common.core.errors import Conflict, ValidationFailed
+from common.core.ids import decode_cursor, decode_keyset, encode_cursor, encode_keyset
+from common.core.paging import CursorPageQuery
 from common.core.settings import Settings
 from common.http.app import create_app, json_response, public
 from common.http.contexts import redis_context
-from common.http.validation import (
-    CursorPageQuery,
-    decode_cursor,
-    decode_keyset,
-    encode_cursor,
-    encode_keyset,
-    parse_body,
-    parse_query,
-)
+from common.http.validation import parse_body, parse_query
 
 
 class Thing(Schema):

@@ -17,9 +17,11 @@ import pytest
 import structlog
 
 from common.core.envelope import DEAD_LETTER_STREAM, Event, stream_for
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.handlers import BulkHandler, after_commit, collecting_after_commit
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.redis.ids import entry_key
 from common.redis.keys import REPLAY_FOR_FIELD, ack_record_key
 from tests.helpers import eventually

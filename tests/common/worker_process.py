@@ -12,7 +12,7 @@ import os
 import signal
 
 from common.core.envelope import Event
-from common.db.migrations import create_pool
+from common.db.pool import create_pool
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.redis.client import make_redis
 

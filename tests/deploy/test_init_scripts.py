@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 
 from common.contracts import topology
-from common.db.migrations import COMMON_MIGRATIONS, migrate
+from common.db.migrations import migrate
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.swarm.embedded import postgres_bindir
 from tests.conftest import Servers
 from tests.deploy.conftest import MONGO_INIT_SCRIPT, PG_INIT_SCRIPT, REPO_ROOT, password_variable

@@ -5,6 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from common.testing import service_urls
+
 pytestmark = pytest.mark.e2e
 
 
@@ -32,7 +34,7 @@ async def test_the_auth_round_trip_works_through_the_gateway(system):
         async with http.get(f"{base}/users/me", headers=auth) as response:
             assert response.status == 401  # refused at the edge
             assert (await response.json())["error"]["code"] == "token_revoked"
-        direct = system.service_urls()["auth_svc"][0]
+        direct = service_urls(system)["auth_svc"][0]
         async with http.get(f"{direct}/users/me", headers=auth) as response:
             assert response.status == 401  # and by the service itself
         async with http.post(f"{base}/auth/refresh", json={"refresh_token": rotated["refresh_token"]}) as response:

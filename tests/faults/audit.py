@@ -18,10 +18,13 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from common.core.envelope import Event
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, drop_database, ensure_database, migrate
+from common.db.migrations import ensure_database, migrate
+from common.db.pool import create_pool
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.handlers import Handler
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.swarm.servers import database_url
+from common.testing import drop_database
 
 GROUP = "faults_audit"
 

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.messaging.views import stream_keys
-from common.swarm.embedded import ThrowawayServers, throwaway_servers
 from common.swarm.supervisor import Swarm
+from common.testing import ThrowawayServers, throwaway_servers
 from tests.faults.conftest import Supervision, api_for, database_urls, make_swarm
 from tests.faults.probes import converged, dead_letters, describe, notices_not_stored, redis_client, unsettled_streams
 from tests.faults.workload import Workload, until

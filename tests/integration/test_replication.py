@@ -11,8 +11,10 @@ from typing import Any
 from comment_svc.app import MIGRATIONS as COMMENT_MIGRATIONS
 from comment_svc.consumers import HANDLERS as COMMENT_HANDLERS
 from common.core.envelope import Event
-from common.db.migrations import COMMON_MIGRATIONS, connect, migrate
+from common.db.migrations import migrate
+from common.db.pool import connect
 from common.http.app import runtime_of
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.swarm.check import declared_checks, run_checks, wait_converged
 from project_svc.consumers import HANDLERS as PROJECT_HANDLERS
 from tests.helpers import eventually

@@ -65,7 +65,7 @@ def test_the_dashboard_shows_requests_events_lag_and_outbox_backlog(exprs: list[
 
 
 def test_the_dashboard_groups_by_labels_that_exist(exprs: list[str]) -> None:
-    # Labels are only known once a series exists; the definitions name them (see common/metrics.py).
+    # Labels are only known once a series exists; the definitions name them (see common/service/metrics.py).
     metrics = Metrics("any_svc")
     defined: set[str] = set(TARGET_LABELS)
     for metric in vars(metrics).values():

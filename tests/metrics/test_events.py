@@ -13,9 +13,11 @@ import redis.asyncio as aioredis
 from prometheus_client import Gauge
 
 from common.core.envelope import Event, stream_for
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.outbox import OutboxRelay, enqueue
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.redis.keys import REPLAY_FOR_FIELD
 from common.service.metrics import Metrics
 from tests.helpers import eventually

@@ -21,10 +21,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from common.contracts import topology
 from common.core.envelope import Event, stream_for
 from common.core.logging import configure_logging
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
 from common.http.app import create_app, public
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.handlers import after_commit
+from common.messaging.tables import COMMON_MIGRATIONS
 from common.swarm.procs import LogPrinter
 from common.swarm.supervisor import Swarm, SwarmConfig
 from tests.helpers import eventually

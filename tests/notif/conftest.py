@@ -28,9 +28,9 @@ from common.core.envelope import Event
 from common.core.settings import Settings
 from common.http.app import runtime_of
 from notif_svc.api import NOTIFICATION_SERVICE
-from notif_svc.app import create_app
+from notif_svc.app import create_app, open_store
 from notif_svc.service import NotificationService
-from notif_svc.store import NotificationStore, StoreFactory, open_store
+from notif_svc.store import NotificationStore, StoreFactory
 from notif_svc.store_mongo import MongoNotificationStore
 from notif_svc.websocket import LIVE_HUB
 from tests.helpers import bearer, eventually, publish, user_record

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from common.http.validation import encode_cursor, encode_keyset
+from common.core.ids import encode_cursor, encode_keyset
 from tests.notif.conftest import World
 
 NOTIFICATION_KEYS = {"id", "type", "message", "actor", "project_id", "card_id", "comment_id", "read", "created_at"}

@@ -13,7 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
+from common.messaging.tables import COMMON_MIGRATIONS
 from notif_svc.app import MIGRATIONS
 from notif_svc.store import NEVER, Notice, Notification, NotificationStore
 from notif_svc.store_mongo import MongoNotificationStore

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from common.http.validation import encode_cursor
+from common.core.ids import encode_cursor
 
 CARD_FIELDS = {
     "id",

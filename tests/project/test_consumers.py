@@ -14,7 +14,9 @@ import pytest
 from marshmallow import ValidationError
 
 from common.core.envelope import Event
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
+from common.messaging.tables import COMMON_MIGRATIONS
 from project_svc import store
 from project_svc.app import MIGRATIONS
 from project_svc.consumers import HANDLERS

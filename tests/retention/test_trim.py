@@ -9,11 +9,13 @@ import pytest
 
 from common.core.envelope import DEAD_LETTER_STREAM, Event
 from common.core.errors import Conflict, NotFound
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
 from common.messaging import retention
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.messaging.handlers import after_commit
 from common.messaging.retention import apply_retention, parse_age, safe_point
+from common.messaging.tables import COMMON_MIGRATIONS
 from tests.helpers import eventually
 from tests.retention.conftest import add, consume, ids_of
 

@@ -21,9 +21,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from auth_svc.app import create_app as create_auth_app
 from comment_svc.app import create_app as create_comment_app
 from common.core.envelope import Event
-from common.db.migrations import COMMON_MIGRATIONS, create_pool, migrate
+from common.db.migrations import migrate
+from common.db.pool import create_pool
 from common.messaging import views as streams
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
+from common.messaging.tables import COMMON_MIGRATIONS
 from gateway.app import create_app as create_gateway_app
 from notif_svc.app import create_app as create_notif_app
 from project_svc.app import create_app as create_project_app

@@ -27,7 +27,7 @@ works on a stream only while holding `retention:lock:<stream>` (SET NX PX, renew
 that does not get it skips the stream for this run. Trimming by MINID is idempotent anyway; the lock is
 what keeps two archivers from appending the same entries to one file.
 
-`swarm streams trim|archive` (`common/streams_cli.py`) and the automatic trimmer of the services
+`swarm streams trim|archive` (`common/swarm/streams_cli/`) and the automatic trimmer of the services
 (`RetentionLoop`, installed by `common.http.contexts.retention_context`) call `apply_retention`: one
 implementation.
 """

@@ -2,9 +2,9 @@
 
 A mechanism, like the worker it looks into: it knows the envelope (`common.core.envelope`), consumer groups,
 `events:dlq` and the worker's ack records (`trace:acked:<event id>`), nothing of any service's business.
-Every function takes a redis.asyncio client made with `decode_responses=True` (`common.http.contexts.make_redis`)
+Every function takes a redis.asyncio client made with `decode_responses=True` (`common.redis.client.make_redis`)
 and returns dataclasses that orjson serialises as they are (`dumps`, `common.http.app.json_response`). The
-gateway's admin API (`gateway/admin.py`) and `swarm streams|dlq|trace` (`common/streams_cli.py`) both
+gateway's admin API (`gateway/admin.py`) and `swarm streams|dlq|trace` (`common/swarm/streams_cli/`) both
 call these functions, so a view never differs between the two.
 
 Stream names are accepted with or without the `events:` prefix. Entry ids come with their time (the
@@ -17,7 +17,11 @@ The lookups that scan (`find_events`, the dead-letter counts) read whole streams
 debugging, bounded by `limit` / `scan_limit`, never for a request path of the product.
 
 Removing entries (trimming below what every group has acknowledged, archiving them first) is
-`common/retention.py`, on top of these names and decoded entries.
+`common/messaging/retention/`, on top of these names and decoded entries.
+
+One module per concern: `entries` (pages, tail, follow), `groups` (streams, lag, consumers), `pending`,
+`dead_letters` (list, show, replay, drop), `trace` (find events, where each stands per group); what they
+share is `reading`. This package gathers their public names, so callers write `views.list_streams`.
 """
 
 from common.messaging.views.dead_letters import (
