@@ -140,9 +140,7 @@ def test_no_module_of_the_project_imports_itself_in_a_circle() -> None:
         targets = set(graph.find_modules_directly_imported_by(module))
         # A package's __init__ gathering its own modules, or a module importing its parent package, are
         # not ties between designs (the same allowance as the house checker's).
-        edges[module] = {
-            t for t in targets if not t.startswith(module + ".") and not module.startswith(t + ".")
-        }
+        edges[module] = {t for t in targets if not t.startswith(module + ".") and not module.startswith(t + ".")}
 
     assert _cycles(edges) == []
 

@@ -57,7 +57,7 @@ from common.messaging.views.groups import (
 from common.messaging.views.pending import PendingEntry, PendingPage, pending_entries
 from common.messaging.views.reading import MAX_COUNT, SCAN_LIMIT, dumps, stream_keys
 from common.messaging.views.trace import EventHit, EventSearch, GroupState, find_events, trace_request
-from common.redis.ids import EntryRef, entry_ref, entry_time, is_entry_id, ms_to_time
+from common.redis.ids import EntryRef, entry_ms, entry_ref, entry_time, is_entry_id, ms_to_time
 from common.redis.keys import stream_key, stream_type
 
 __all__ = [
@@ -84,6 +84,7 @@ __all__ = [
     "decode_entry",
     "drop_dead_letter",
     "dumps",
+    "entry_ms",
     "entry_ref",
     "entry_time",
     "find_events",
