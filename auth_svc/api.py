@@ -18,11 +18,11 @@ from auth_svc.schemas import (
     UserSchema,
 )
 from auth_svc.service import AuthService, user_view
+from common.core.keys import public_jwk
 from common.core.paging import offset_page
 from common.http.app import json_response, principal, public, runtime_of
 from common.http.docmarks import doc, offset_page_of
 from common.http.validation import parse_body, parse_query
-from common.service.keys import public_jwk
 
 AUTH_SERVICE = web.AppKey("auth_service", AuthService)
 JWKS_KEY_ID = "taskswarm-1"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from common.contracts.notices import NOTICE_EVENT, NoticeSchema
 from common.core.paging import OffsetPageQuery
 
 ROLES = ("user", "admin", "superadmin")
@@ -92,13 +91,3 @@ class JwksSchema(Schema):
     """GET /auth/jwks.json (RFC 7517)."""
 
     keys = fields.List(fields.Nested(JwkSchema))
-
-
-# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
-
-# Each event this service publishes → the schema its `data` is dumped with.
-PUBLISHES: dict[str, type[Schema]] = {
-    "newUser": UserEventSchema,
-    "updateUser": UserEventSchema,
-    NOTICE_EVENT: NoticeSchema,
-}

@@ -224,9 +224,5 @@ async def snapshot_users(conn: asyncpg.Connection, after: str | None, limit: int
     return [user_event("newUser", user, "") for user in users], last
 
 
-# What `swarm republish` can re-publish from here (common/messaging/republish.py).
-SNAPSHOTS = {"users": snapshot_users}
-
-
 def _rank(role: str) -> int:
     return {"user": 0, "admin": 1, "superadmin": 2}[role]

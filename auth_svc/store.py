@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from common.contracts.users import USER_ROWS_SQL
 from common.db.pool import like_pattern
 
 # Never select password_hash into anything that might be returned or published.
@@ -168,8 +169,13 @@ async def revoke_sessions(conn: asyncpg.Connection, session_ids: list[str], reas
 
 
 async def users_page(conn: asyncpg.Connection, after: str | None, limit: int) -> list[Record]:
-    """Users in id order after `after` (a snapshot page; see SNAPSHOTS in service.py)."""
+    """Users in id order after `after` (a snapshot page: `snapshot_users` in service.py)."""
     rows = await conn.fetch(
         f"SELECT {USER_COLUMNS} FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", after, limit
     )
     return [dict(r) for r in rows]
+
+
+# -- what `swarm check` reads here (auth_svc holds the users every replica copies) ----------------------
+
+CHECK_QUERIES = {"users": USER_ROWS_SQL}

@@ -86,7 +86,9 @@ def extra_process(
         deadline = time.monotonic() + 30
         while not child.probe_ready():
             if not child.running() or time.monotonic() > deadline:
-                raise RuntimeError(f"{spec.name} ({spec.factory}) did not become ready: {list(child.tail)}")
+                raise RuntimeError(
+                    f"{spec.name} ({spec.factory or 'its manifest'}) did not become ready: {list(child.tail)}"
+                )
             time.sleep(0.1)
         yield child
     finally:

@@ -22,7 +22,6 @@ from comment_svc.schemas import (
     ProjectDeletedEventSchema,
     ProjectEventSchema,
 )
-from common.contracts.checks import Check, Invariant, Mirror
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
 from common.messaging.handlers import Handler
@@ -85,52 +84,3 @@ HANDLERS: dict[str, Handler] = {
     "changeCardStatus": apply_card,
     "deleteCard": apply_card_deleted,
 }
-
-
-# What `swarm check` compares (common/swarm/check.py): every replica with its source, and this service's own
-# comment counts with its comments (the counts it publishes to project_svc).
-REPLICA_CHECKS: list[Check] = [
-    Mirror(
-        "comment_svc.users",
-        source="auth_svc",
-        source_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
-        replica="comment_svc",
-        replica_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
-    ),
-    Mirror(
-        "comment_svc.projects",
-        source="project_svc",
-        source_sql="SELECT id, title, owner_id, version FROM projects ORDER BY id",
-        replica="comment_svc",
-        replica_sql="SELECT id, title, owner_id, version FROM projects WHERE NOT deleted ORDER BY id",
-    ),
-    Mirror(
-        "comment_svc.members",
-        source="project_svc",
-        source_sql="SELECT project_id, user_id, role, version FROM members WHERE active ORDER BY 1, 2",
-        replica="comment_svc",
-        replica_sql="SELECT project_id, user_id, role, version FROM members WHERE active ORDER BY 1, 2",
-        key_columns=2,
-    ),
-    Mirror(
-        "comment_svc.cards",
-        source="project_svc",
-        source_sql="SELECT id, project_id, title, status, created_by, assignee_id, version FROM cards ORDER BY id",
-        replica="comment_svc",
-        replica_sql="SELECT id, project_id, title, status, created_by, assignee_id, version FROM cards "
-        "WHERE NOT deleted ORDER BY id",
-    ),
-    Invariant(
-        "comment_svc.comment_counts",
-        service="comment_svc",
-        violations_sql="SELECT k.id, coalesce(n.total, 0), count(c.id) FROM cards k "
-        "LEFT JOIN card_comment_counts n ON n.card_id = k.id LEFT JOIN comments c ON c.card_id = k.id "
-        "WHERE NOT k.deleted GROUP BY k.id, n.total HAVING coalesce(n.total, 0) <> count(c.id)",
-    ),
-    Invariant(
-        "comment_svc.orphan_comments",
-        service="comment_svc",
-        violations_sql="SELECT c.id, c.card_id FROM comments c LEFT JOIN cards k ON k.id = c.card_id "
-        "WHERE k.id IS NULL OR k.deleted",
-    ),
-]

@@ -7,8 +7,6 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from common.contracts.notices import NOTICE_EVENT, NoticeSchema
-from common.contracts.users import UserReplicaSchema
 from common.core.paging import CursorPageQuery
 
 BODY_MAX = 10_000
@@ -155,29 +153,3 @@ class CardEventSchema(_Replicated):
 class CardDeletedEventSchema(_Replicated):
     id = UuidStr(required=True)
     project_id = UuidStr(required=True)
-
-
-# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
-
-# Each event this service publishes → the schema its `data` is dumped with.
-PUBLISHES: dict[str, type[Schema]] = {
-    "newComment": CommentEventSchema,
-    "updateComment": CommentEventSchema,
-    "deleteComment": CommentDeletedEventSchema,
-    NOTICE_EVENT: NoticeSchema,
-}
-
-# Each event this service consumes (consumers.HANDLERS) → the schema its handler loads `data` with.
-CONSUMES: dict[str, type[Schema]] = {
-    "newUser": UserReplicaSchema,
-    "updateUser": UserReplicaSchema,
-    "newProject": ProjectEventSchema,
-    "updateProject": ProjectEventSchema,
-    "deleteProject": ProjectDeletedEventSchema,
-    "addMember": MemberEventSchema,
-    "removeMember": MemberEventSchema,
-    "newCard": CardEventSchema,
-    "updateCard": CardEventSchema,
-    "changeCardStatus": CardEventSchema,
-    "deleteCard": CardDeletedEventSchema,
-}

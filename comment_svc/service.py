@@ -157,7 +157,3 @@ async def snapshot_comments(conn: asyncpg.Connection, after: str | None, limit: 
     comments = await store.comments_page(conn, after, limit)
     batch = [comment_event("newComment", comment, _counts(comment), "") for comment in comments]
     return batch, comments[-1]["id"] if len(comments) == limit else None
-
-
-# What `swarm republish` can re-publish from here (common/messaging/republish.py).
-SNAPSHOTS = {"comments": snapshot_comments}

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from common.contracts.users import USER_ROWS_SQL
 from common.db.upserts import upsert_if_newer
 
 Record = dict[str, Any]
@@ -279,3 +280,21 @@ async def comments_page(conn: asyncpg.Connection, after: str | None, limit: int)
         limit,
     )
     return [dict(r) for r in rows]
+
+
+# -- what `swarm check` reads here: this service's replicas, its comment counts (the source of project_svc's
+# card totals), and the invariants of its own tables -------------------------------------------------------
+
+CHECK_QUERIES = {
+    "users": USER_ROWS_SQL,
+    "projects": "SELECT id, title, owner_id, version FROM projects WHERE NOT deleted ORDER BY id",
+    "members": "SELECT project_id, user_id, role, version FROM members WHERE active ORDER BY 1, 2",
+    "cards": "SELECT id, project_id, title, status, created_by, assignee_id, version FROM cards "
+    "WHERE NOT deleted ORDER BY id",
+    "comment_counts": "SELECT card_id, count(*)::int FROM comments GROUP BY card_id ORDER BY card_id",
+    "miscounted_cards": "SELECT k.id, coalesce(n.total, 0), count(c.id) FROM cards k "
+    "LEFT JOIN card_comment_counts n ON n.card_id = k.id LEFT JOIN comments c ON c.card_id = k.id "
+    "WHERE NOT k.deleted GROUP BY k.id, n.total HAVING coalesce(n.total, 0) <> count(c.id)",
+    "orphan_comments": "SELECT c.id, c.card_id FROM comments c LEFT JOIN cards k ON k.id = c.card_id "
+    "WHERE k.id IS NULL OR k.deleted",
+}

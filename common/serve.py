@@ -1,6 +1,7 @@
 """Run one process of the system: `python -m common.serve <name> [--factory module:callable]`.
 
-`<name>` is a service of `common.contracts.topology` (or the gateway); without it, `SERVICE_NAME` is used, which
+`<name>` is a service of `common.contracts.topology` (or the gateway), whose manifest gives the app
+factory (`--factory` runs another, e.g. a test's stand-in); without it, `SERVICE_NAME` is used, which
 is how the container image starts whichever service its environment names. Settings come from the
 environment only. SIGTERM and SIGINT make aiohttp stop accepting connections, give in-flight requests
 `SHUTDOWN_TIMEOUT_S` to finish, then run the cleanup contexts (consumers drain, the outbox relays its
@@ -28,7 +29,7 @@ SHUTDOWN_TIMEOUT_S = 5.0
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m common.serve", description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", default=os.environ.get("SERVICE_NAME"), help="service to run")
-    parser.add_argument("--factory", help="app factory 'module:callable' (default: from common.contracts.topology)")
+    parser.add_argument("--factory", help="app factory 'module:callable' (default: the service's manifest's)")
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("name the service to run, or set SERVICE_NAME")
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env(service_name=args.name)
     configure_logging(args.name, settings.log_level, settings.log_format)
     log = structlog.get_logger("serve")
-    factory = load_factory(args.factory or spec_for(args.name).factory)
+    factory = load_factory(args.factory) if args.factory else spec_for(args.name).app_factory()
     app = factory(settings)
 
     def listening(*_: object, **__: object) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from common.service.keys import ensure_keypair
+from common.core.keys import ensure_keypair
 from common.swarm.embedded import EmbeddedPostgres, EmbeddedRedis
 from common.swarm.supervisor import Swarm
 

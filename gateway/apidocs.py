@@ -1,8 +1,8 @@
 """The API documentation, answered by the gateway itself (no token, nothing fetched at request time):
 
 - `GET /api/v1/openapi.json`: one OpenAPI 3 document of every public path. Built at start-up from the
-  services' own route tables and `@doc`s (their `api.py` modules are importable here: same repository,
-  same image) with the builder of `common.docs.openapi`, their paths moved under `/api/v1` the way
+  services' own route tables and `@doc`s (the routes their manifests declare: same repository, same
+  image) with the builder of `common.docs.openapi`, their paths moved under `/api/v1` the way
   `gateway.routing` routes them (notif_svc's `/notifications/ws` is `/api/v1/ws`), plus the gateway's
   own routes: the admin API of stream inspection (`gateway.admin`), `/health` and these.
   A service whose package is missing, or that this gateway has no URL for, is left out: its paths
@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,22 +105,23 @@ def _admin_errors(method: str, path: str, secured: bool) -> dict[int, str]:
 
 
 def documented_services(settings: Settings | None = None) -> tuple[str, ...]:
-    """The services whose routes the documents show: their package is here and (given settings) the
-    gateway has a URL for them."""
+    """The services whose routes the documents show: their package is here, its manifest declares routes
+    and (given settings) the gateway has a URL for them."""
     configured = settings.upstreams() if settings is not None else None
     return tuple(
         spec.name
         for spec in topology.services()
-        if topology.module_available(f"{spec.name}.api") and (configured is None or spec.name in configured)
+        if spec.manifest().routes is not None and (configured is None or spec.name in configured)
     )
 
 
 def build_openapi(services: tuple[str, ...]) -> dict[str, Any]:
     builder = OpenAPIBuilder("Taskswarm API", description=DESCRIPTION)
     for service in services:
-        module = importlib.import_module(f"{service}.api")
+        add_routes = topology.manifest_of(service).routes
+        assert add_routes is not None, f"{service} declares no routes"
         routes = web.Application()  # a bare app: only to collect the service's route table
-        module.add_routes(routes)
+        add_routes()(routes)
         builder.tag(service, TAGS.get(service, service))
         builder.add_router(
             routes.router,

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
+from common.contracts.manifest import validate
 from common.core.settings import Settings
 from common.docs.openapi import add_openapi_route
 from common.http.app import create_app as create_base_app
@@ -23,6 +24,7 @@ from notif_svc.api import NOTIFICATION_SERVICE, add_routes
 from notif_svc.consumers import build_handlers
 from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LiveHub, Signal
+from notif_svc.manifest import MANIFEST
 from notif_svc.service import RECHECK_INTERVAL_S, NotificationService
 from notif_svc.store import NotificationStore, StoreFactory
 from notif_svc.websocket import LIVE_HUB
@@ -79,6 +81,7 @@ async def _release_waiters(app: web.Application) -> None:
 
 def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) -> web.Application:
     """`store_factory` chooses the notification store; tests pass one (e.g. an in-memory MongoDB)."""
+    validate(MANIFEST)  # a wrong declaration stops the start-up, instead of silently dropping a check
     app = create_base_app(settings)
     hub = LiveHub(settings.redis_url, FeedStateCache(max_age_s=RECHECK_INTERVAL_S))
     service = NotificationService(runtime_of(app), hub)
@@ -88,7 +91,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     app.cleanup_ctx.append(database_context(MIGRATIONS))
     app.cleanup_ctx.append(store_context(service, store_factory))
     app.cleanup_ctx.append(live_context(hub))
-    app.cleanup_ctx.append(consumer_context(build_handlers(service)))
+    app.cleanup_ctx.append(consumer_context(MANIFEST.checked_handlers(build_handlers(service))))
     app.on_shutdown.append(_release_waiters)
     add_routes(app)
     add_openapi_route(app, "notif_svc")

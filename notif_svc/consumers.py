@@ -12,7 +12,6 @@ from functools import partial
 
 import asyncpg
 
-from common.contracts.checks import Check, Invariant, Mirror
 from common.contracts.notices import NOTICE_EVENT
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
@@ -26,22 +25,3 @@ def build_handlers(service: NotificationService) -> dict[str, Handler]:
         after_commit(partial(service.announce, announcements))
 
     return {**USER_REPLICA_HANDLERS, NOTICE_EVENT: handle_new_notif}
-
-
-# What `swarm check` compares (common/swarm/check.py): the user replica with auth_svc's users, and one
-# notification per (event, recipient) in the PostgreSQL store (MongoDB's unique index keeps its own).
-REPLICA_CHECKS: list[Check] = [
-    Mirror(
-        "notif_svc.users",
-        source="auth_svc",
-        source_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
-        replica="notif_svc",
-        replica_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
-    ),
-    Invariant(
-        "notif_svc.one_notification_per_event_and_recipient",
-        service="notif_svc",
-        violations_sql="SELECT event_id, recipient_id, count(*) FROM notifications "
-        "GROUP BY event_id, recipient_id HAVING count(*) > 1",
-    ),
-]

@@ -7,8 +7,6 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates
 
-from common.contracts.notices import NOTICE_EVENT, NoticeSchema
-from common.contracts.users import UserReplicaSchema
 from common.core.paging import CursorPageQuery
 
 
@@ -54,13 +52,3 @@ class NotificationPageSchema(Schema):
 
 class UnreadCountSchema(Schema):
     unread = fields.Int()
-
-
-# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
-
-# Each event this service consumes (consumers.build_handlers) → the schema its handler loads `data` with.
-CONSUMES: dict[str, type[Schema]] = {
-    "newUser": UserReplicaSchema,
-    "updateUser": UserReplicaSchema,
-    NOTICE_EVENT: NoticeSchema,
-}

@@ -1,6 +1,7 @@
-"""The PostgreSQL notification store, and the users replica (which is in PostgreSQL in every mode).
+"""The PostgreSQL notification store, and what `swarm check` reads of notif_svc's PostgreSQL database
+(where the users replica is in every mode; its shared queries are `common.contracts.users`).
 
-Everything with SQL in notif_svc is here. Notifications are inserted in the consumer worker's own
+Every SQL statement of notif_svc is here. Notifications are inserted in the consumer worker's own
 transaction, so a notification exists if and only if the inbox row of its event committed.
 """
 
@@ -11,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
+from common.contracts.users import USER_ROWS_SQL
 from notif_svc.store import NEVER, FeedState, Keyset, Notice, Notification
 
 COLUMNS = (
@@ -138,3 +140,13 @@ class PostgresNotificationStore:
                     now,
                 )
             return changed
+
+
+# -- what `swarm check` reads here: the users replica, and duplicates in the PostgreSQL store (MongoDB's
+# unique index keeps its own) --------------------------------------------------------------------------
+
+CHECK_QUERIES = {
+    "users": USER_ROWS_SQL,
+    "duplicate_notifications": "SELECT event_id, recipient_id, count(*) FROM notifications "
+    "GROUP BY event_id, recipient_id HAVING count(*) > 1",
+}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from common.contracts.manifest import validate
 from common.core.settings import Settings
 from common.docs.openapi import add_openapi_route
 from common.http.app import create_app as create_base_app
@@ -13,34 +14,23 @@ from common.http.app import runtime_of
 from common.http.contexts import consumer_context, database_context, outbox_context, redis_context, retention_context
 from project_svc.api import PROJECT_SERVICE, add_routes
 from project_svc.consumers import HANDLERS
+from project_svc.manifest import MANIFEST
 from project_svc.reminders import REMINDERS, Reminders, reminders_context
 from project_svc.service import ProjectService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The streams this service writes to: its retention trimmer looks after them (common/messaging/retention/).
-PUBLISHED_EVENTS = (
-    "newProject",
-    "updateProject",
-    "deleteProject",
-    "addMember",
-    "removeMember",
-    "newCard",
-    "updateCard",
-    "changeCardStatus",
-    "deleteCard",
-    "newNotif",
-)
 
 
 def create_app(settings: Settings) -> web.Application:
+    validate(MANIFEST)  # a wrong declaration stops the start-up, instead of silently dropping a check
     app = create_base_app(settings)
     app[PROJECT_SERVICE] = ProjectService(runtime_of(app))
     app[REMINDERS] = Reminders(runtime_of(app))
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context(MIGRATIONS))
     app.cleanup_ctx.append(outbox_context)
-    app.cleanup_ctx.append(retention_context(PUBLISHED_EVENTS))
-    app.cleanup_ctx.append(consumer_context(HANDLERS))
+    app.cleanup_ctx.append(retention_context(MANIFEST.publishes))  # trims the streams it writes to
+    app.cleanup_ctx.append(consumer_context(MANIFEST.checked_handlers(HANDLERS)))
     app.cleanup_ctx.append(reminders_context)  # stops first at shutdown, before the relay and the pool
     add_routes(app)
     add_openapi_route(app, "project_svc")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from common.contracts.checks import Check, Mirror
 from common.contracts.users import USER_REPLICA_HANDLERS
 from common.core.envelope import Event
 from common.messaging.handlers import Handler
@@ -39,23 +38,3 @@ HANDLERS: dict[str, Handler] = {
     "updateComment": handle_comment_count,
     "deleteComment": handle_comment_count,
 }
-
-
-# What `swarm check` compares (common/swarm/check.py): the user replica with auth_svc's users, and each card's
-# total_comments with the number of comments comment_svc really holds for it.
-REPLICA_CHECKS: list[Check] = [
-    Mirror(
-        "project_svc.users",
-        source="auth_svc",
-        source_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
-        replica="project_svc",
-        replica_sql="SELECT id, username, email, role, version FROM users ORDER BY id",
-    ),
-    Mirror(
-        "project_svc.cards.total_comments",
-        source="comment_svc",
-        source_sql="SELECT card_id, count(*)::int FROM comments GROUP BY card_id ORDER BY card_id",
-        replica="project_svc",
-        replica_sql="SELECT id, total_comments FROM cards WHERE total_comments <> 0 ORDER BY id",
-    ),
-]

@@ -9,8 +9,6 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from common.contracts.notices import NOTICE_EVENT, NoticeSchema
-from common.contracts.users import UserReplicaSchema
 from common.core.paging import CursorPageQuery, OffsetPageQuery
 
 STATUSES = ("todo", "in_progress", "review", "done")
@@ -195,29 +193,3 @@ class CommentCountSchema(Schema):
     card_id = fields.UUID(required=True)
     total_comments = fields.Int(required=True, strict=True, validate=validate.Range(min=0))
     total_comments_version = fields.Int(required=True, strict=True)
-
-
-# -- the event catalog (the AsyncAPI document and the README's event table are generated from these) --
-
-# Each event this service publishes → the schema its `data` is dumped with.
-PUBLISHES: dict[str, type[Schema]] = {
-    "newProject": ProjectEventSchema,
-    "updateProject": ProjectEventSchema,
-    "deleteProject": ProjectDeletedEventSchema,
-    "addMember": MemberEventSchema,
-    "removeMember": MemberEventSchema,
-    "newCard": CardEventSchema,
-    "updateCard": CardEventSchema,
-    "changeCardStatus": CardStatusEventSchema,
-    "deleteCard": CardDeletedEventSchema,
-    NOTICE_EVENT: NoticeSchema,
-}
-
-# Each event this service consumes (consumers.HANDLERS) → the schema its handler loads `data` with.
-CONSUMES: dict[str, type[Schema]] = {
-    "newUser": UserReplicaSchema,
-    "updateUser": UserReplicaSchema,
-    "newComment": CommentCountSchema,
-    "updateComment": CommentCountSchema,
-    "deleteComment": CommentCountSchema,
-}

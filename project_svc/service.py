@@ -256,7 +256,7 @@ class ProjectService:
             raise ValidationFailed(details={"assignee_id": ["is not a member of this project"]})
 
 
-# -- snapshots (swarm republish, common/messaging/republish.py) -------------------------------------------------
+# -- snapshots (swarm republish; declared in manifest.py) -----------------------------------------------
 
 
 async def snapshot_projects(conn: asyncpg.Connection, after: str | None, limit: int) -> tuple[list[Event], str | None]:
@@ -273,6 +273,3 @@ async def snapshot_cards(conn: asyncpg.Connection, after: str | None, limit: int
     return [events.card_event("newCard", card, None) for card in cards], cards[-1]["id"] if len(
         cards
     ) == limit else None
-
-
-SNAPSHOTS = {"projects": snapshot_projects, "cards": snapshot_cards}

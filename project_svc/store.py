@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from common.contracts.users import USER_ROWS_SQL
 from common.db.pool import like_pattern
 
 PROJECT_COLUMNS = "id, title, description, owner_id, version, created_at, updated_at"
@@ -352,3 +353,14 @@ async def cards_page(conn: asyncpg.Connection, after: str | None, limit: int) ->
         f"SELECT {CARD_COLUMNS} FROM cards WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", after, limit
     )
     return [dict(r) for r in rows]
+
+
+# -- what `swarm check` reads here: the sources of comment_svc's replicas, and this service's own copies --
+
+CHECK_QUERIES = {
+    "projects": "SELECT id, title, owner_id, version FROM projects ORDER BY id",
+    "members": "SELECT project_id, user_id, role, version FROM members WHERE active ORDER BY 1, 2",
+    "cards": "SELECT id, project_id, title, status, created_by, assignee_id, version FROM cards ORDER BY id",
+    "users": USER_ROWS_SQL,
+    "card_comment_totals": "SELECT id, total_comments FROM cards WHERE total_comments <> 0 ORDER BY id",
+}

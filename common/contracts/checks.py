@@ -1,9 +1,12 @@
-"""Replica checks: what `swarm check` compares, as each consuming service declares it (SPEC §5).
+"""Replica checks: what `swarm check` compares, as each consuming service declares it in its manifest.
 
-- `Mirror`: a query on the source service's database and one on the replica's, returning comparable
-  rows (the first `key_columns` identify a row);
-- `Invariant`: a query on one service's database whose rows are violations (e.g. duplicates).
-The comparison itself is `common.swarm.check`'s.
+Every side of a check is a named query of one service's own database, declared by that service
+(`ServiceManifest.check_queries`, the SQL in its store): no service reads another's tables, and
+`swarm check` (`common.swarm.check`) asks each side and compares (SPEC §5: every replica ends equal to
+its source).
+- `Mirror`: the source's query and the replica's return comparable rows (the first `key_columns`
+  identify a row); the report lists rows missing from the replica, unexpected in it, or different;
+- `Invariant`: a query of one service whose rows are violations (e.g. duplicates).
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from dataclasses import dataclass
 class Mirror:
     name: str
     source: str  # the service whose database holds the truth
-    source_sql: str
-    replica: str  # the service keeping the copy
-    replica_sql: str
+    source_query: str  # the name of its query (in its manifest's check_queries)
+    replica: str  # the service keeping the copy (the one declaring the check)
+    replica_query: str
     key_columns: int = 1
 
 
@@ -25,7 +28,7 @@ class Mirror:
 class Invariant:
     name: str
     service: str
-    violations_sql: str  # every row returned is a violation
+    query: str  # its query of violations: every row returned is one
 
 
 Check = Mirror | Invariant

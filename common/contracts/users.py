@@ -57,6 +57,10 @@ replicate_user = BulkHandler(one=_replicate_one_user, many=_replicate_users)
 
 USER_REPLICA_HANDLERS = {"newUser": replicate_user, "updateUser": replicate_user}
 
+# What `swarm check` compares of a user replica with auth_svc's own users: the same columns on both
+# sides, so each service's store declares this query of its own `users` table (`check_queries`).
+USER_ROWS_SQL = "SELECT id, username, email, role, version FROM users ORDER BY id"
+
 
 async def current_usernames(db: Any, user_ids: Iterable[str | None]) -> dict[str, str]:
     """user id → username, from the users replica, for the ids it knows (`db`: pool or connection)."""

@@ -3,15 +3,14 @@
 A consumer whose database was wiped, or a brand-new consumer group, can catch up even after the
 original events were trimmed: each entity comes again with its current state and version, which every
 replica applies like any other event (a version it already has changes nothing). What a snapshot holds
-is the producer's business, declared as `SNAPSHOTS` in its `service.py`; this module pages through it,
+is the producer's business, declared by its manifest (`snapshots`); this module pages through it,
 one transaction per page, into the producer's outbox, so the running service's relay publishes it.
 """
 
 from __future__ import annotations
 
-import importlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -30,19 +29,6 @@ class SnapshotSource:
     kind: str  # "users", "projects", ...
     service: str  # whose database and outbox
     snapshot: Snapshot
-
-
-def declared_snapshots(services: Iterable[str]) -> dict[str, SnapshotSource]:
-    """Every `SNAPSHOTS` declared by the given services' `service` modules, by kind."""
-    found: dict[str, SnapshotSource] = {}
-    for service in services:
-        try:
-            module = importlib.import_module(f"{service}.service")
-        except ModuleNotFoundError:
-            continue
-        for kind, snapshot in getattr(module, "SNAPSHOTS", {}).items():
-            found[kind] = SnapshotSource(kind, service, snapshot)
-    return found
 
 
 async def republish(dsn: str, snapshot: Snapshot, *, page_size: int = 500) -> tuple[int, str]:

@@ -68,11 +68,11 @@ def check(
 ) -> None:
     """Compare every replica with its source (users, projects, members, cards, comment counts, notifications)."""
     urls = database_urls(data_dir or default_data_dir(), database or [])
-    checks = declared_checks(spec.name for spec in topology.services())
+    plan = declared_checks(spec.name for spec in topology.services())
     if wait > 0:
-        report = asyncio.run(wait_converged(urls, checks, timeout_s=wait))
+        report = asyncio.run(wait_converged(urls, plan, timeout_s=wait))
     else:
-        report = asyncio.run(run_checks(urls, checks))
+        report = asyncio.run(run_checks(urls, plan))
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -1,18 +1,19 @@
 """The `swarm` command line: `swarm up`, `swarm status`, and the groups services contribute.
 
 Kept thin: `up` is `common.swarm.supervisor.Swarm` plus signal handling and a table of URLs. Groups such as
-`swarm users` live with the service that owns the data (`auth_svc/cli.py`) and are mounted here only
-when their package is installed, so common never imports a service package at import time. The
-stream-inspection views (`swarm streams`, `swarm dlq`, `swarm trace`) live in `common/swarm/streams_cli/`
-the convergence check (`swarm check`) in `common/swarm/check_cli.py` and replica rebuild (`swarm republish`) in
-`common/swarm/republish_cli.py`, mounted the same way so `swarm up`
-does not import them.
+`swarm users` live with the service that owns the data (`auth_svc/cli.py`), declared by its manifest and
+mounted here only when its package is installed, so common never imports a service package at import
+time. The stream-inspection views (`swarm streams`, `swarm dlq`, `swarm trace`) live in
+`common/swarm/streams_cli/`, the convergence check (`swarm check`) in `common/swarm/check_cli.py`, replica
+rebuild (`swarm republish`) in `common/swarm/republish_cli.py` and `swarm demo` in
+`common/swarm/demo_cli.py`; only the command that runs is mounted, so `swarm up` does not import them.
 """
 
 from __future__ import annotations
 
 import importlib
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -26,9 +27,9 @@ from common.swarm.procs import LogPrinter
 from common.swarm.state import DEFAULT_DATA_DIR, SwarmState, load_state, state_path
 from common.swarm.supervisor import StartupAborted, StartupError, Swarm, SwarmConfig
 
-# (group name, "module:Typer app"), mounted in this order when the module is importable.
+# common's own groups (group name, "module:Typer app"), mounted in this order after the services' groups
+# (their manifests' `cli`), when the module is importable.
 SUBCOMMAND_GROUPS: tuple[tuple[str, str], ...] = (
-    ("users", "auth_svc.cli:users_app"),
     ("streams", "common.swarm.streams_cli:streams_app"),
     ("dlq", "common.swarm.streams_cli:dlq_app"),
 )
@@ -39,6 +40,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("republish", "common.swarm.republish_cli:republish_command"),
     ("demo", "common.swarm.demo_cli:demo"),
 )
+
+OWN_COMMANDS = frozenset({"up", "status", *(name for name, _ in (*SUBCOMMAND_GROUPS, *COMMANDS))})
 
 DataDir = Annotated[
     Path,
@@ -188,10 +191,25 @@ def status(
     raise typer.Exit(0 if running else 3)
 
 
-def mount_groups(target: typer.Typer, groups: tuple[tuple[str, str], ...] = SUBCOMMAND_GROUPS) -> list[str]:
-    """Add each group whose module is importable; return the names mounted."""
+def mount_service_groups(target: typer.Typer, only: str | None = None) -> list[str]:
+    """Add the command groups the manifests of the services here declare (only `only`, when given)."""
+    mounted = []
+    for spec in topology.services():
+        for name, load in spec.manifest().cli.items():
+            if only is None or name == only:
+                target.add_typer(load(), name=name)
+                mounted.append(name)
+    return mounted
+
+
+def mount_groups(
+    target: typer.Typer, groups: tuple[tuple[str, str], ...] = SUBCOMMAND_GROUPS, only: str | None = None
+) -> list[str]:
+    """Add each group whose module is importable (only `only`, when given); return the names mounted."""
     mounted = []
     for name, ref in groups:
+        if only is not None and name != only:
+            continue
         module_name, _, attribute = ref.partition(":")
         if not topology.module_available(module_name):
             continue
@@ -200,10 +218,14 @@ def mount_groups(target: typer.Typer, groups: tuple[tuple[str, str], ...] = SUBC
     return mounted
 
 
-def mount_commands(target: typer.Typer, commands: tuple[tuple[str, str], ...] = COMMANDS) -> list[str]:
-    """Add each command whose module is importable; return the names mounted."""
+def mount_commands(
+    target: typer.Typer, commands: tuple[tuple[str, str], ...] = COMMANDS, only: str | None = None
+) -> list[str]:
+    """Add each command whose module is importable (only `only`, when given); return the names mounted."""
     mounted = []
     for name, ref in commands:
+        if only is not None and name != only:
+            continue
         module_name, _, attribute = ref.partition(":")
         if not topology.module_available(module_name):
             continue
@@ -212,9 +234,19 @@ def mount_commands(target: typer.Typer, commands: tuple[tuple[str, str], ...] = 
     return mounted
 
 
+def invoked_command(argv: list[str]) -> str | None:
+    """The command named on the command line; None when there is none (`swarm`, `swarm --help`)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main() -> None:
-    mount_groups(app)
-    mount_commands(app)
+    # Only the command that runs is mounted (all of them for the help): `swarm streams` imports the stream
+    # views, not the service code behind `swarm users` nor anything else it does not use.
+    wanted = invoked_command(sys.argv[1:])
+    if wanted not in OWN_COMMANDS:
+        mount_service_groups(app, wanted)
+    mount_groups(app, only=wanted)
+    mount_commands(app, only=wanted)
     app()
 
 

@@ -93,7 +93,8 @@ class ChildProcess:
         return self.process.poll() if self.process is not None else None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "common.serve", self.spec.name, "--factory", self.spec.factory]
+        factory = ["--factory", self.spec.factory] if self.spec.factory else []
+        return [sys.executable, "-m", "common.serve", self.spec.name, *factory]
 
     def start(self, printer: LogPrinter) -> None:
         self.tail.clear()

@@ -1,4 +1,5 @@
-"""`swarm republish KIND`: re-publish a snapshot of a producer's entities (common/messaging/republish.py).
+"""`swarm republish KIND`: re-publish a snapshot of a producer's entities (common/messaging/republish.py),
+as its manifest declares them.
 
 The events are queued in the producer's outbox; its running service publishes them (or, if it is not
 running, at its next start). Run `swarm check --wait 30` afterwards to see the replicas converge.
@@ -7,14 +8,27 @@ running, at its next start). Run `swarm check --wait 30` afterwards to see the r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from common.contracts import topology
-from common.messaging.republish import declared_snapshots, republish
+from common.messaging.republish import SnapshotSource, republish
 from common.swarm.state import default_data_dir, load_state, state_path
+
+
+def declared_snapshots(services: Iterable[str]) -> dict[str, SnapshotSource]:
+    """What the manifests of the given services offer to re-publish, by kind (services not here: none)."""
+    found: dict[str, SnapshotSource] = {}
+    for name in services:
+        spec = topology.spec_for(name)
+        if not spec.importable():
+            continue
+        for kind, snapshot in spec.manifest().snapshot_table().items():
+            found[kind] = SnapshotSource(kind, name, snapshot)
+    return found
 
 
 def republish_command(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common.contracts import topology
 from common.contracts.topology import ServiceSpec
-from common.service.keys import ensure_keypair
+from common.core.keys import ensure_keypair
 from common.swarm.procs import ChildProcess, LogPrinter
 from common.swarm.servers import PortPicker, StartupError, SwarmServers, port_available, stop_leftovers
 from common.swarm.state import ProcessState, ServiceState, SwarmState, load_state, process_cmdline, save_state

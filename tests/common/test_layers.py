@@ -169,8 +169,21 @@ def test_importing_a_services_use_cases_loads_no_http_framework_and_no_document_
     assert not {m for m in loaded if m.startswith(("common.http", "common.docs"))}
 
 
-def test_swarm_streams_loads_no_service_runtime() -> None:
-    loaded = loaded_after_importing("common.swarm.streams_cli")
+def loaded_after_running_swarm(*args: str) -> set[str]:
+    code = (
+        f"import sys; sys.argv = ['swarm', *{list(args)!r}]\n"
+        "from common.swarm.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "Usage: swarm" in result.stdout, result.stdout + result.stderr
+    return set(result.stderr.split())
+
+
+@pytest.mark.parametrize("args", [(), ("streams", "--help")], ids=["importing", "running --help"])
+def test_swarm_streams_loads_no_service_runtime(args: tuple[str, ...]) -> None:
+    loaded = loaded_after_running_swarm(*args) if args else loaded_after_importing("common.swarm.streams_cli")
 
     assert "common.swarm.streams_cli.browse" in loaded
     assert not {m for m in loaded if m.startswith(("common.service", "common.http"))}

@@ -4,8 +4,9 @@ the snapshots its producers re-publish (`swarm republish`), checked by the conve
 from __future__ import annotations
 
 from common.http.app import runtime_of
-from common.messaging.republish import declared_snapshots, republish
+from common.messaging.republish import republish
 from common.swarm.check import declared_checks, run_checks, wait_converged
+from common.swarm.republish_cli import declared_snapshots
 from tests.integration.conftest import Pair, workload
 
 SERVICES = ["auth_svc", "project_svc", "comment_svc", "notif_svc"]
