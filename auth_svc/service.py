@@ -15,9 +15,9 @@ import structlog
 from passlib.context import CryptContext
 
 from auth_svc import store
-from auth_svc.schemas import UserEventSchema, UserSchema
+from auth_svc.events import registration_notice, user_event
+from auth_svc.schemas import UserSchema
 from auth_svc.tokens import TokenIssuer, TokenPair
-from common.contracts.notices import notice
 from common.core.envelope import Event
 from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from common.core.ids import is_uuid
@@ -27,10 +27,8 @@ from common.service.tokens import REFRESH, Principal, TokenVerifier, deny_sessio
 
 log = structlog.get_logger("auth")
 
-PRODUCER = "auth_svc"
 PRIVILEGED_ROLES = {"admin", "superadmin"}
 _user_view = UserSchema()
-_user_event = UserEventSchema()
 
 
 class PasswordHasher:
@@ -51,22 +49,6 @@ class PasswordHasher:
 
 def user_view(user: dict[str, Any]) -> dict[str, Any]:
     return _user_view.dump(user)
-
-
-def user_event(event_type: str, user: dict[str, Any], actor_id: str) -> Event:
-    return Event.new(event_type, _user_event.dump(user), producer=PRODUCER, actor_id=actor_id)
-
-
-def registration_notice(user: dict[str, Any]) -> Event:
-    event = notice(
-        "registration",
-        recipients=[user["id"]],
-        actor=user,
-        message=f"Welcome to Taskswarm, {user['username']}!",
-        producer=PRODUCER,
-    )
-    assert event is not None  # self-addressed: the new user always receives it
-    return event
 
 
 class AuthService:

@@ -18,8 +18,8 @@ import asyncpg
 import structlog
 
 from comment_svc import store
-from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, CommentSchema
-from common.contracts.notices import notice
+from comment_svc.events import comment_created_notice, comment_deleted_event, comment_event
+from comment_svc.schemas import CommentSchema
 from common.core.envelope import Event
 from common.core.errors import Forbidden, NotFound
 from common.core.ids import decode_keyset, encode_keyset, is_uuid
@@ -29,13 +29,10 @@ from common.service.tokens import Principal
 
 log = structlog.get_logger("comment")
 
-PRODUCER = "comment_svc"
 CARD_NOT_FOUND = "card not found"
 COMMENT_NOT_FOUND = "comment not found"
 
 _comment_view = CommentSchema()
-_comment_event = CommentEventSchema()
-_comment_deleted_event = CommentDeletedEventSchema()
 
 
 def comment_view(comment: dict[str, Any]) -> dict[str, Any]:
@@ -44,16 +41,6 @@ def comment_view(comment: dict[str, Any]) -> dict[str, Any]:
 
 def _counts(card: dict[str, Any]) -> dict[str, int]:
     return {"total_comments": card["total_comments"], "total_comments_version": card["total_comments_version"]}
-
-
-def comment_event(event_type: str, comment: dict[str, Any], counts: dict[str, int], actor_id: str) -> Event:
-    return Event.new(event_type, _comment_event.dump({**comment, **counts}), producer=PRODUCER, actor_id=actor_id)
-
-
-def comment_deleted_event(comment: dict[str, Any], counts: dict[str, int], actor_id: str) -> Event:
-    # The delete carries the highest version the comment ever has, so no late update outranks it.
-    data = _comment_deleted_event.dump({**comment, "version": comment["version"] + 1, **counts})
-    return Event.new("deleteComment", data, producer=PRODUCER, actor_id=actor_id)
 
 
 class CommentService:
@@ -74,21 +61,14 @@ class CommentService:
             comment = await store.insert_comment(conn, comment_id, card_id, project_id, caller.user_id, body)
             candidates = [card["created_by"], card["assignee_id"], *earlier]
             members = await store.active_members_among(conn, project_id, candidates)
-            events = [comment_event("newComment", comment, _counts(card), caller.user_id)]
-            actor = {"id": caller.user_id, "username": comment["username"] or caller.username}
-            notif = notice(
-                "comment_created",
-                recipients=[user_id for user_id in candidates if user_id in members],
-                actor=actor,
-                message=f'{actor["username"]} commented on "{card["title"]}"',
-                producer=PRODUCER,
-                project_id=project_id,
-                card_id=card_id,
-                comment_id=comment_id,
+            recipients = [user_id for user_id in candidates if user_id in members]
+            await enqueue(
+                conn,
+                [
+                    comment_event("newComment", comment, _counts(card), caller.user_id),
+                    *comment_created_notice(comment, card["title"], recipients, caller),
+                ],
             )
-            if notif is not None:
-                events.append(notif)
-            await enqueue(conn, events)
         log.info("comment.created", comment_id=comment_id, card_id=card_id, project_id=project_id)
         return comment
 

@@ -193,13 +193,6 @@ async def active_members_among(conn: asyncpg.Connection, project_id: str, user_i
     return {r["user_id"] for r in rows}
 
 
-async def username_of(conn: asyncpg.Connection, user_id: str) -> str | None:
-    return await conn.fetchval("SELECT username FROM users WHERE id = $1", user_id)
-
-
-# -- comments ---------------------------------------------------------------------------------------
-
-
 async def insert_comment(
     conn: asyncpg.Connection, comment_id: str, card_id: str, project_id: str, author_id: str, body: str
 ) -> Record:

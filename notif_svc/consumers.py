@@ -20,8 +20,8 @@ from notif_svc.service import NotificationService
 
 
 def build_handlers(service: NotificationService) -> dict[str, Handler]:
-    async def handle_new_notif(event: Event, conn: asyncpg.Connection) -> None:
+    async def apply_notice(event: Event, conn: asyncpg.Connection) -> None:
         announcements = await service.store_notice(event, conn)
         after_commit(partial(service.announce, announcements))
 
-    return {**USER_REPLICA_HANDLERS, NOTICE_EVENT: handle_new_notif}
+    return {**USER_REPLICA_HANDLERS, NOTICE_EVENT: apply_notice}

@@ -1,13 +1,16 @@
-"""project_svc composition root: the application, its resources and background loops."""
+"""project_svc composition root: the application, its resources and background loops (the reminders' too)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from common.contracts.manifest import validate
 from common.core.settings import Settings
+from common.core.tasks import stop_with_grace
 from common.docs.openapi import add_openapi_route
 from common.http.app import create_app as create_base_app
 from common.http.app import runtime_of
@@ -15,10 +18,27 @@ from common.http.contexts import consumer_context, database_context, outbox_cont
 from project_svc.api import PROJECT_SERVICE, add_routes
 from project_svc.consumers import HANDLERS
 from project_svc.manifest import MANIFEST
-from project_svc.reminders import REMINDERS, Reminders, reminders_context
+from project_svc.reminders import STOP_GRACE_S, Reminders
 from project_svc.service import ProjectService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+REMINDERS = web.AppKey("reminders", Reminders)
+
+
+async def reminders_context(app: web.Application) -> AsyncIterator[None]:
+    """Run the reminder loop while the app runs (after the pool and the outbox relay exist)."""
+    reminders = app[REMINDERS]
+    task = asyncio.create_task(reminders.run(), name="reminders")
+
+    async def check() -> None:
+        if task.done():
+            raise RuntimeError("reminder loop is not running")
+
+    runtime_of(app).readiness["reminders"] = check
+    yield
+    reminders.stop()
+    await stop_with_grace(task, STOP_GRACE_S)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -24,7 +24,7 @@ log = structlog.get_logger("project.consumers")
 _comment_count = CommentCountSchema()
 
 
-async def handle_comment_count(event: Event, conn: asyncpg.Connection) -> None:
+async def apply_comment_count(event: Event, conn: asyncpg.Connection) -> None:
     data = _comment_count.load(event.data)
     card_id = str(data["card_id"])
     written = await store.apply_comment_count(conn, card_id, data["total_comments"], data["total_comments_version"])
@@ -34,7 +34,7 @@ async def handle_comment_count(event: Event, conn: asyncpg.Connection) -> None:
 
 HANDLERS: dict[str, Handler] = {
     **USER_REPLICA_HANDLERS,
-    "newComment": handle_comment_count,
-    "updateComment": handle_comment_count,
-    "deleteComment": handle_comment_count,
+    "newComment": apply_comment_count,
+    "updateComment": apply_comment_count,
+    "deleteComment": apply_comment_count,
 }

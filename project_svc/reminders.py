@@ -13,17 +13,13 @@ A reminder is not a change of the card: its version stays, and no updateCard is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
-from aiohttp import web
 
 from common.core.envelope import utcnow
-from common.core.tasks import stop_with_grace
-from common.http.app import runtime_of
+from common.core.tasks import sleep_unless
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from project_svc import events, store
@@ -80,28 +76,9 @@ class Reminders:
             except Exception:
                 log.exception("reminders.scan_crashed")  # keep the loop alive: the next scan may succeed
             if not self._stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), interval_s)
+                await sleep_unless(self._wakeup, interval_s)
 
     def stop(self) -> None:
         """End the loop after the batch in flight (at once if it is waiting for the next scan)."""
         self._stopping = True
         self._wakeup.set()
-
-
-REMINDERS = web.AppKey("reminders", Reminders)
-
-
-async def reminders_context(app: web.Application) -> AsyncIterator[None]:
-    """Run the reminder loop while the app runs (after the pool and the outbox relay exist)."""
-    reminders = app[REMINDERS]
-    task = asyncio.create_task(reminders.run(), name="reminders")
-
-    async def check() -> None:
-        if task.done():
-            raise RuntimeError("reminder loop is not running")
-
-    runtime_of(app).readiness["reminders"] = check
-    yield
-    reminders.stop()
-    await stop_with_grace(task, STOP_GRACE_S)

@@ -38,24 +38,24 @@ _user_replica = UserReplicaSchema()
 
 
 def _user_row(event: Event) -> dict[str, Any]:
-    user = _user_replica.load(event.data)
+    user: dict[str, Any] = _user_replica.load(event.data)
     user["id"] = str(user["id"])
     return user
 
 
-async def _replicate_one_user(event: Event, conn: asyncpg.Connection) -> None:
+async def _apply_one_user(event: Event, conn: asyncpg.Connection) -> None:
     await upsert_if_newer(conn, "users", _user_row(event))
 
 
-async def _replicate_users(events: Sequence[Event], conn: asyncpg.Connection) -> None:
+async def _apply_users(events: Sequence[Event], conn: asyncpg.Connection) -> None:
     await upsert_many_if_newer(conn, "users", [_user_row(event) for event in events])
 
 
 # Handler for newUser and updateUser: both carry the whole user, so one version-guarded upsert; a run of
 # them (a burst of sign-ups, a rebuild) is upserted in one round trip.
-replicate_user = BulkHandler(one=_replicate_one_user, many=_replicate_users)
+apply_user = BulkHandler(one=_apply_one_user, many=_apply_users)
 
-USER_REPLICA_HANDLERS = {"newUser": replicate_user, "updateUser": replicate_user}
+USER_REPLICA_HANDLERS = {"newUser": apply_user, "updateUser": apply_user}
 
 # What `swarm check` compares of a user replica with auth_svc's own users: the same columns on both
 # sides, so each service's store declares this query of its own `users` table (`check_queries`).

@@ -68,10 +68,6 @@ class PayloadTooLarge(AppError):
     status, code, message = 413, "payload_too_large", "request body is too large"
 
 
-class UnsupportedMediaType(AppError):
-    status, code, message = 415, "unsupported_media_type", "expected application/json"
-
-
 class RateLimited(AppError):
     status, code, message = 429, "rate_limited", "too many requests"
 

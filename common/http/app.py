@@ -84,10 +84,6 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
-def request_id_of(request: web.Request) -> str:
-    return request[REQUEST_ID]
-
-
 def new_request_id() -> str:
     return uuid.uuid4().hex
 

@@ -88,7 +88,7 @@ def _page(kind: str, item: type[Schema]) -> type[Schema]:
     # One class per (kind, item): two classes of one name would be two schemas to the generator.
     key = (kind, item)
     if key not in _page_schemas:
-        shape: dict[str, fields.Field] = {"items": fields.List(fields.Nested(item), required=True)}
+        shape: dict[str, fields.Field[Any]] = {"items": fields.List(fields.Nested(item), required=True)}
         if kind == "OffsetPage":
             shape |= {name: fields.Int(required=True) for name in ("total", "limit", "offset")}
         else:

@@ -17,7 +17,7 @@ def label_route(request: web.Request, route: str, upstream: str = "") -> None:
 
 
 def route_of(request: web.Request) -> RouteLabel:
-    label = request.get(ROUTE_LABEL)
+    label: RouteLabel | None = request.get(ROUTE_LABEL)
     if label is not None:
         return label
     resource = request.match_info.route.resource

@@ -28,7 +28,8 @@ def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
         # PostgreSQL cannot store NUL in text: refuse it here, for every field of every service.
         raise ValidationFailed(details={str(field): ["must not contain NUL characters"] for field in with_nul})
     try:
-        return schema.load(data, partial=partial)
+        loaded: dict[str, Any] = schema.load(data, partial=partial)
+        return loaded
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise ValidationFailed(details=messages) from exc

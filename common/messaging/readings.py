@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from common.core.envelope import DEAD_LETTER_STREAM
-from common.messaging.views.groups import group_lag, stream_keys
+from common.messaging.views.groups import group_lag
+from common.messaging.views.reading import stream_keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,7 @@ class TokenVerifier:
         self._verified[token] = claims
         return claims
 
-    def decode(self, token: str, expected_type: str = ACCESS) -> dict:
+    def decode(self, token: str, expected_type: str = ACCESS) -> dict[str, Any]:
         """Check signature, issuer, expiry and type; return the claims. Raises Unauthorized."""
         try:
             claims = jwt.decode(

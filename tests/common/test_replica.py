@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from common.contracts.users import replicate_user
+from common.contracts.users import apply_user
 from common.core.envelope import Event
 from common.db.pool import connect
 from common.db.upserts import upsert_if_newer, upsert_many_if_newer
@@ -58,7 +58,7 @@ async def test_the_user_replica_ends_at_the_latest_user_even_when_the_update_com
     created = user_record("ada")
     updated = {**created, "email": "ada@new.example.com", "version": 2}
     for event_type, user in (("updateUser", updated), ("newUser", created), ("updateUser", updated)):
-        await replicate_user(Event.new(event_type, user, producer="auth_svc"), conn)
+        await apply_user(Event.new(event_type, user, producer="auth_svc"), conn)
     row = await conn.fetchrow("SELECT id, username, email, version FROM users")
     assert tuple(row) == (created["id"], "ada", "ada@new.example.com", 2)
 
@@ -82,6 +82,6 @@ async def test_a_run_of_user_events_is_replicated_in_one_call_like_one_by_one(co
         Event.new(t, u, producer="auth_svc")
         for t, u in (("newUser", ada), ("updateUser", renamed), ("newUser", bob), ("newUser", ada))
     ]
-    await replicate_user.many(events, conn)
+    await apply_user.many(events, conn)
     rows = {r["username"]: (r["full_name"], r["version"]) for r in await conn.fetch("SELECT * FROM users")}
     assert rows == {"ada": ("Ada L.", 2), "bob": (bob["full_name"], 1)}

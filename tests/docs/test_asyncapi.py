@@ -147,8 +147,8 @@ def _id() -> str:
 
 def produced_events() -> list[Event]:
     """Events made by the producers' own code, as they would publish them."""
-    from auth_svc.service import registration_notice, user_event
-    from comment_svc.service import comment_deleted_event, comment_event
+    from auth_svc.events import registration_notice, user_event
+    from comment_svc.events import comment_deleted_event, comment_event
     from project_svc import events
 
     actor = Principal(_id(), _id(), "user", "alice", _id(), 0)

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from common.contracts.notices import SYSTEM_ACTOR
 from common.core.envelope import Event
 from common.http.app import runtime_of
-from project_svc.app import create_app
-from project_svc.reminders import REMINDERS, Reminders
+from project_svc.app import REMINDERS, create_app
+from project_svc.reminders import Reminders
 from tests.helpers import eventually
 from tests.project.conftest import Api, User
 

@@ -171,7 +171,7 @@ async def replay_dead_letter(redis: aioredis.Redis, letter_id: str) -> ReplayRes
                     )
                 replayed = {str(k): str(v) for k, v in envelope.items() if k != REPLAY_FOR_FIELD}
                 replayed[REPLAY_FOR_FIELD] = letter.group
-                pipe.multi()
+                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 pipe.xadd(letter.stream, replayed)  # type: ignore[arg-type]
                 pipe.xdel(DEAD_LETTER_STREAM, letter_id)
                 new_id, _deleted = await pipe.execute()
