@@ -4,7 +4,7 @@ Notifications and per-user feed state live in MongoDB when `MONGO_URL` is set (s
 module that imports motor), otherwise in this service's PostgreSQL database (store_postgres.py); the
 composition root chooses (`notif_svc.app.open_store`). The
 users replica and the worker's inbox are always in PostgreSQL. Both adapters pass the same contract
-tests (tests/notif/test_store_contract.py); anything the service relies on is stated here.
+tests (tests/notif_svc/test_store_contract.py); anything the service relies on is stated here.
 """
 
 from __future__ import annotations
