@@ -71,9 +71,9 @@ def password_variable(role: str) -> str:
 
 
 def is_consumer(spec: ServiceSpec) -> bool:
-    """Whether the service runs a consumer-group worker (its app installs `consumer_context`)."""
-    app_module = REPO_ROOT / spec.module.replace(".", "/")
-    return "consumer_context(" in app_module.with_suffix(".py").read_text()
+    """Whether the service runs a consumer-group worker: its manifest consumes events (its app hands the
+    handlers of exactly those to `consumer_context`)."""
+    return bool(spec.manifest().consumes)
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
