@@ -39,7 +39,8 @@ async def test_each_path_reaches_its_service_without_the_api_prefix(
     assert total_seen(upstreams) == 1
 
 
-# `/api/v1/admin/...` is the gateway's own admin API (gateway/admin.py: 401 without a token, tests/common/messaging/views).
+# `/api/v1/admin/...` is the gateway's own admin API (gateway/admin.py: 401 without a token; tests in
+# tests/common/messaging/views).
 UNKNOWN = ["/api/v1/nope", "/api/v1/", "/api/v1/usersx", "/api/v1/administration", "/api/v2/users", "/nowhere"]
 
 
