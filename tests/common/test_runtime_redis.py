@@ -6,11 +6,12 @@ import asyncio
 
 from common.embedded import EmbeddedRedis
 from common.runtime import make_redis
+from common.settings import Settings
 
 
 async def test_pooled_connections_survive_a_redis_restart_without_a_failed_command(tmp_path):  # type: ignore[no-untyped-def]
     server = EmbeddedRedis(tmp_path / "redis").start()
-    client = make_redis(server.url)
+    client = make_redis(Settings(redis_url=server.url))
     try:
         await asyncio.gather(*(client.execute_command("CLIENT", "ID") for _ in range(8)))  # 8 pooled
         server.stop()
