@@ -15,7 +15,6 @@ attacker can keep a name throttled only by spending guesses in every window, nev
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 
 import redis.asyncio as aioredis
@@ -46,6 +45,8 @@ class LoginThrottle:
         """Give back the attempt of a successful login: only failures use up the allowance."""
         if self._allowed <= 0:
             return
-        # Not a check: if Redis cannot take it back, the count stays one too high until the window ends.
-        with contextlib.suppress(RedisError):
+        try:
             await ratelimit.execute(redis, (ratelimit.forgive(failures_key(login)),))
+        except RedisError as exc:
+            # Not a check: the login stands, and the count stays one too high until the window ends.
+            log.warning("auth.login_attempt_not_given_back", error=repr(exc))
