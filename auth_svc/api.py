@@ -49,10 +49,15 @@ async def register(request: web.Request) -> web.Response:
 
 @doc(
     "Log in",
-    description="`username` may be the email. Rate limited per client IP at the gateway.",
+    description="`username` may be the email. Rate limited per client IP at the gateway, and per login name: "
+    "past `LOGIN_FAILURES_PER_NAME` failures (10) in a window (`LOGIN_FAILURE_WINDOW_S`, 15 min), 429 until it "
+    "ends, whether or not the name exists.",
     request=LoginRequest,
     response=TokenPairSchema,
-    errors={401: "bad credentials, the same answer for an unknown user and a wrong password (`invalid_credentials`)"},
+    errors={
+        401: "bad credentials, the same answer for an unknown user and a wrong password (`invalid_credentials`)",
+        429: "too many failed logins for this login name (`rate_limited`), whether or not it exists",
+    },
 )
 @public
 async def login(request: web.Request) -> web.Response:
@@ -63,7 +68,8 @@ async def login(request: web.Request) -> web.Response:
 
 @doc(
     "Exchange a refresh token for a new token pair",
-    description="Refresh tokens rotate: reusing a spent one is a 401 and revokes that whole session.",
+    description="Refresh tokens rotate: reusing a spent one is a 401 and revokes that whole session. "
+    "Rate limited per client IP at the gateway.",
     request=RefreshRequest,
     response=TokenPairSchema,
     errors={401: "invalid, expired, revoked or already used refresh token"},

@@ -80,8 +80,17 @@ class BadGateway(AppError):
     status, code, message = 502, "bad_gateway", "upstream service answered badly"
 
 
+# How soon a client may try again after a 503: long enough not to feed the burst that exhausted a pool,
+# short enough to ride out a dependency's restart blip.
+RETRY_UNAVAILABLE_AFTER_S = 2
+
+
 class ServiceUnavailable(AppError):
     status, code, message = 503, "service_unavailable", "a dependency is unavailable"
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(RETRY_UNAVAILABLE_AFTER_S)})
+        super().__init__(message, **kwargs)
 
 
 class GatewayTimeout(AppError):
