@@ -81,6 +81,24 @@ async def test_a_client_abandoning_an_upload_is_counted_as_499_not_as_an_upstrea
     assert not statuses & {502, 503, 504}
 
 
+async def test_a_client_leaving_in_the_middle_of_a_streamed_answer_is_counted_as_499(gateway, make_token: MakeToken):
+    with structlog.testing.capture_logs() as logs:
+        async with connect(HOST, gateway.port) as conn:
+            token = make_token().value
+            head = f"GET /api/v1/projects?big=50000000 HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token}"
+            await conn.send(head.encode() + b"\r\n\r\n")
+            await conn.reader.readexactly(100_000)  # the answer is under way
+            conn.abort()
+
+        async def counted() -> float | None:
+            labels = {"service": "gateway", "method": "GET", "route": "/api/v1/projects", "upstream": "project_svc"}
+            return value(await scrape(gateway), "taskswarm_http_requests_total", **labels, status="499")
+
+        assert await eventually(counted, what="the abandoned answer counted") == 1
+
+    assert "http.client_gone" in [entry["event"] for entry in logs]
+
+
 async def test_a_relayed_answer_has_each_edge_header_once_and_no_server_banner(gateway, make_token: MakeToken):
     response = await gateway.get("/api/v1/projects?edge=1", headers=make_token().headers)
 
