@@ -12,7 +12,9 @@ Status by cause: a request line past `MAX_REQUEST_LINE_BYTES` is 414 `uri_too_lo
 `MAX_HEADER_FIELD_BYTES`, or more than `MAX_HEADERS` of them, is 431 `request_header_too_large`; any
 other unparsable request is 400 `bad_request`. The parser reports an over-long line by the limit it
 passed (`LineTooLong`), so the two limits differ on purpose, and that is how 414 and 431 are told
-apart. Every such answer closes its connection, as aiohttp's does: the parser cannot resync after it.
+apart (aiohttp's pure-Python parser, used only where its C extension is missing, may report a header line
+still arriving against the request-line limit: 414 where 431 was due, a 4xx all the same). Every such
+answer closes its connection, as aiohttp's does: the parser cannot resync after it.
 
 Also set here, from `Settings`: the keep-alive timeout, which closes an idle connection and also one
 whose request head has not fully arrived in that time (a slow head); slow bodies are `common.bodies`'.
