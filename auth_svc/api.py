@@ -18,6 +18,7 @@ from auth_svc.schemas import (
     UserSchema,
 )
 from auth_svc.service import AuthService, user_view
+from common.headers import NO_STORE
 from common.keys import public_jwk
 from common.openapi import doc, offset_page_of
 from common.runtime import runtime_of
@@ -44,7 +45,7 @@ def _service(request: web.Request) -> AuthService:
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterRequest)
     user, tokens = await _service(request).register(body["username"], body["email"], body["password"])
-    return json_response({"user": user_view(user), **tokens.to_dict()}, status=201)
+    return json_response({"user": user_view(user), **tokens.to_dict()}, status=201, headers=NO_STORE)
 
 
 @doc(
@@ -63,7 +64,7 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest)
     tokens = await _service(request).login(body["username"], body["password"])
-    return json_response(tokens.to_dict())
+    return json_response(tokens.to_dict(), headers=NO_STORE)
 
 
 @doc(
@@ -79,7 +80,7 @@ async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshRequest)
     verifier = runtime_of(request.app).token_verifier()
     tokens = await _service(request).refresh(body["refresh_token"], verifier)
-    return json_response(tokens.to_dict())
+    return json_response(tokens.to_dict(), headers=NO_STORE)
 
 
 @doc("The public key that verifies access tokens (JWKS)", response=JwksSchema)

@@ -52,6 +52,14 @@ class Settings:
     port: int = 8080
     # Several processes on one port (SO_REUSEPORT; the kernel spreads connections): `swarm up --gateway-workers`.
     reuse_port: bool = False
+    # `GET /metrics` on this port, never on `port` (common/metrics_endpoint.py); 0: on `port` after all.
+    metrics_port: int = 9464
+    # A request body must arrive within this many seconds, or the answer is 408 and the connection closes.
+    body_read_timeout_s: float = 15.0
+    # Idle keep-alive connections close after this long, and so does one whose request head (line and
+    # headers) has not fully arrived by then. Longer than the keep-alive of the clients' pools (aiohttp's:
+    # 15 s; load balancers': 60 s), so a client never sends on a connection the server is closing.
+    keepalive_timeout_s: float = 75.0
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/taskswarm"
     db_pool_min: int = 2
@@ -145,6 +153,9 @@ class Settings:
             raise SettingsError(f"CONSUMER_CONCURRENCY must be at least 1, not {settings.consumer_concurrency}")
         if settings.redis_pool_max < 1 or settings.redis_pool_timeout_s <= 0:
             raise SettingsError("REDIS_POOL_MAX must be at least 1 and REDIS_POOL_TIMEOUT_S above 0")
+        for name in ("body_read_timeout_s", "keepalive_timeout_s"):
+            if getattr(settings, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be more than 0, not {getattr(settings, name)}")
         if settings.log_format not in {"json", "console"}:
             raise SettingsError(f"LOG_FORMAT must be json or console, not {settings.log_format!r}")
         return settings

@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate
 
+from common.bodies import read_body
 from common.errors import InvalidJSON, ValidationFailed
 
 MAX_PAGE_SIZE = 100
@@ -61,7 +62,7 @@ def is_uuid(value: str) -> bool:
 
 async def read_json(request: web.Request) -> Any:
     """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields."""
-    raw = await request.read()
+    raw = await read_body(request)  # within BODY_READ_TIMEOUT_S, or 408
     if not raw.strip():
         return {}
     try:
