@@ -19,11 +19,11 @@ from auth_svc.schemas import UserEventSchema, UserSchema
 from auth_svc.tokens import TokenIssuer, TokenPair
 from common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from common.events import Event
+from common.formats import is_uuid
 from common.notices import notice
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
-from common.validation import is_uuid
 
 log = structlog.get_logger("auth")
 
@@ -110,8 +110,6 @@ class AuthService:
             return await store.list_users(conn, search, limit, offset)
 
     async def update_me(self, caller: Principal, changes: dict[str, Any]) -> dict:
-        if not changes:
-            raise ValidationFailed(details={"_schema": ["nothing to update"]})
         async with self._rt.db().acquire() as conn, conn.transaction():
             if "email" in changes and await store.email_taken(conn, changes["email"], by_other_than=caller.user_id):
                 raise Conflict("email already taken", details={"email": ["already taken"]})
