@@ -36,7 +36,7 @@ from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_cls, 
 from marshmallow import Schema, fields
 
 from common import errors
-from common.formats import string_rules
+from common.formats import UUID_PATTERN, string_rules
 from common.web import _PUBLIC_ATTR, Handler, public
 
 OPENAPI_VERSION = "3.0.3"  # what the bundled Swagger UI renders (it predates 3.1)
@@ -395,7 +395,7 @@ class OpenAPIBuilder:
             "in": "path",
             "name": name,
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
             "description": "a UUID (anything else is a 404)",
         }
 

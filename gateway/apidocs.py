@@ -234,7 +234,7 @@ async def docs_page(request: web.Request) -> web.Response:
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = SWAGGER_UI_DIR / name
-    if not _ASSET_NAME.match(name) or not path.is_file():
+    if not _ASSET_NAME.fullmatch(name) or not path.is_file():
         raise NotFound()
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
