@@ -148,9 +148,7 @@ def test_the_largest_offset_is_accepted_and_one_more_is_refused() -> None:
 # -- times and cursors ------------------------------------------------------------------------------------
 
 OFFSETS = st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59))
-AWARE_TIMES = st.builds(
-    lambda moment, offset: moment.replace(tzinfo=timezone(offset)), st.datetimes(), OFFSETS
-)
+AWARE_TIMES = st.builds(lambda moment, offset: moment.replace(tzinfo=timezone(offset)), st.datetimes(), OFFSETS)
 TIME_TEXTS = st.one_of(
     AWARE_TIMES.map(datetime.isoformat),
     st.datetimes().map(datetime.isoformat),  # no offset
