@@ -17,7 +17,7 @@ from passlib.context import CryptContext
 from auth_svc import store
 from auth_svc.schemas import UserEventSchema, UserSchema
 from auth_svc.tokens import TokenIssuer, TokenPair
-from common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from common.errors import Conflict, Forbidden, NotFound, Unauthorized
 from common.events import Event
 from common.formats import is_uuid
 from common.notices import notice
@@ -204,7 +204,12 @@ class AuthService:
         async with self._rt.db().acquire() as conn:
             stored_hash = await store.get_password_hash(conn, caller.user_id)
         if stored_hash is None or not await self._hasher.verify(current, stored_hash):
-            raise ValidationFailed(details={"current_password": ["is not correct"]})
+            # Well-formed but not the caller's password: not allowed (403), like any right the caller lacks.
+            raise Forbidden(
+                "the current password is not correct",
+                code="invalid_credentials",
+                details={"current_password": ["is not correct"]},
+            )
         new_hash = await self._hasher.hash(new)
         async with self._rt.db().acquire() as conn, conn.transaction():
             await store.set_password_hash(conn, caller.user_id, new_hash)

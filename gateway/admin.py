@@ -12,13 +12,14 @@ expired or revoked); every handler then requires an admin (403 `forbidden`), the
 from __future__ import annotations
 
 import functools
+import re
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate
 
 from common import streams
-from common.errors import Forbidden, NotFound
+from common.errors import Forbidden, MethodNotAllowed, NotFound
 from common.formats import ENTRY_ID_FORM, OptionalQueryStr, is_entry_id
 from common.openapi import doc
 from common.runtime import runtime_of
@@ -194,7 +195,15 @@ async def drop_dead_letter(request: web.Request) -> web.Response:
 
 @admin_only
 async def unknown(request: web.Request) -> web.Response:
+    allowed = _methods_of(request.path)
+    if allowed:  # a route of ours, another method: say which ones it takes (RFC 9110 §15.5.6)
+        raise MethodNotAllowed(headers={"Allow": ", ".join(allowed)})
     raise NotFound()
+
+
+def _methods_of(path: str) -> list[str]:
+    methods = {method for method, template in _TEMPLATES if template.fullmatch(path)}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 # (method, path under /api/v1/admin, handler): the whole admin API.
@@ -209,6 +218,12 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/dlq/{id}", show_dead_letter),
     ("POST", "/dlq/{id}/replay", replay_dead_letter),
     ("DELETE", "/dlq/{id}", drop_dead_letter),
+)
+
+
+# Each route's path as a pattern (a `{name}` is one path segment), for the methods a path takes.
+_TEMPLATES = tuple(
+    (method, re.compile(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(ADMIN_PREFIX + path)))) for method, path, _ in ROUTES
 )
 
 

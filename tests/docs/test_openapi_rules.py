@@ -81,9 +81,11 @@ def test_every_operation_with_a_body_answers_415_to_another_media_type(document:
         assert refused["content"]["application/json"]["example"]["error"]["code"] == "unsupported_media_type"
 
 
-def test_offsets_are_bounded_by_postgresql_bigint(document: dict[str, Any]) -> None:
+def test_numbers_show_their_bounds(document: dict[str, Any]) -> None:
     for path in ("/api/v1/users", "/api/v1/projects"):
         assert query_of(document, path)["offset"]["schema"]["maximum"] == MAX_BIGINT
+    wait = query_of(document, "/api/v1/notifications")["wait"]["schema"]
+    assert (wait["minimum"], wait["maximum"]) == (0, 30)
 
 
 def test_strings_say_which_characters_they_refuse(document: dict[str, Any]) -> None:

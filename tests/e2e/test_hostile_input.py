@@ -4,9 +4,6 @@ with what the OpenAPI document says (tests/docs/test_openapi_rules.py is the doc
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +12,7 @@ import aiohttp
 import pytest
 
 from common.validation import encode_cursor
-from tests.e2e.client import PASSWORD, Account, Api
+from tests.e2e.client import PASSWORD, Api
 
 pytestmark = pytest.mark.e2e
 
@@ -27,24 +24,6 @@ TOO_BIG = "18446744073709551616"  # 2^64: no part of a Redis stream id may be th
 async def api(system: Any) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as http:
         yield Api(http, system.gateway_url)
-
-
-async def make_admin(api: Api, system: Any) -> Account:
-    """A user promoted as an operator does it (`swarm users promote`), logged in again for a token with the role."""
-    user = await api.register("admin")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from common.cli import main; main()",
-        *("users", "promote", user.username, "--data-dir", str(system.config.data_dir)),
-        env=dict(os.environ),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode == 0, output.decode()
-    tokens = await api.ok("POST", "/auth/login", json={"username": user.username, "password": PASSWORD})
-    return Account(user.id, user.username, tokens["access_token"])
 
 
 def refused(status: int, body: Any, expected: int, code: str) -> bool:
@@ -128,7 +107,7 @@ async def test_a_username_ending_in_a_newline_cannot_register(api: Api) -> None:
 
 
 async def test_stream_ids_of_2_to_the_64_are_a_400_or_a_404_never_a_503(api: Api, system: Any) -> None:
-    admin = await make_admin(api, system)
+    admin = await api.admin("admin", system.config.data_dir)
     for path in ("/admin/streams/newUser/entries", "/admin/dlq"):
         for start in (f"{TOO_BIG}-0", f"0-{TOO_BIG}", TOO_BIG, "1-0\n", "\u0661-0"):
             status, body = await api.call("GET", path, admin, **{"from": start})
@@ -157,7 +136,7 @@ async def test_an_empty_cursor_start_or_assignee_filter_means_none_was_given(api
     assert "items" in await api.ok("GET", "/notifications", alice, cursor="")
     status, body = await api.call("GET", f"/cards/{card['id']}/comments", alice, cursor="")
     assert status in (200, 404), body  # 404 until comment_svc has replicated the card: never a 400
-    admin = await make_admin(api, system)
+    admin = await api.admin("admin", system.config.data_dir)
     assert "items" in await api.ok("GET", "/admin/dlq", admin, **{"from": ""})
     assert "items" in await api.ok("GET", "/admin/streams/newUser/entries", admin, **{"from": ""})
 
@@ -173,7 +152,7 @@ async def test_a_patch_that_changes_nothing_is_refused_as_the_document_says(api:
 
 
 async def test_an_event_search_without_its_correlation_id_names_the_missing_parameter(api: Api, system: Any) -> None:
-    admin = await make_admin(api, system)
+    admin = await api.admin("admin", system.config.data_dir)
     status, body = await api.call("GET", "/admin/events", admin)
     assert refused(status, body, 400, "validation_error"), (status, body)
     assert "correlation_id" in body["error"]["details"]
