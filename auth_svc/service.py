@@ -16,6 +16,7 @@ from passlib.context import CryptContext
 
 from auth_svc import store
 from auth_svc.schemas import UserEventSchema, UserSchema
+from auth_svc.throttle import LoginThrottle
 from auth_svc.tokens import TokenIssuer, TokenPair
 from common.errors import Conflict, Forbidden, NotFound, Unauthorized
 from common.events import Event
@@ -74,6 +75,8 @@ class AuthService:
         self._rt = runtime
         self._issuer = issuer
         self._hasher = hasher
+        settings = runtime.settings
+        self._throttle = LoginThrottle(settings.login_failures_per_name, settings.login_failure_window_s)
 
     # -- accounts ----------------------------------------------------------------------------------
 
@@ -160,11 +163,14 @@ class AuthService:
     # -- sessions ----------------------------------------------------------------------------------
 
     async def login(self, login: str, password: str) -> TokenPair:
+        redis = self._rt.redis_client()
+        await self._throttle.attempt(redis, login)  # 429 / 503 before anything is looked up
         async with self._rt.db().acquire() as conn:
             credentials = await store.get_credentials(conn, login)
         stored_hash = credentials["password_hash"] if credentials else None
         if not await self._hasher.verify(password, stored_hash) or credentials is None:
             raise Unauthorized("invalid username or password", code="invalid_credentials")
+        await self._throttle.succeeded(redis, login)
         session_id, refresh_jti = str(uuid.uuid4()), str(uuid.uuid4())
         async with self._rt.db().acquire() as conn:
             await store.insert_session(conn, session_id, credentials["id"], refresh_jti, self._issuer.refresh_expiry())

@@ -25,7 +25,7 @@ from common.events import stream_for
 from common.metrics import Metrics
 from common.outbox import OutboxRelay
 from common.retention import RetentionLoop
-from common.settings import Settings
+from common.settings import Settings, SettingsError
 from common.tokens import TokenVerifier
 from common.worker import ConsumerWorker, Handler, WorkerOptions
 
@@ -68,22 +68,35 @@ def runtime_of(app: web.Application) -> Runtime:
     return app[RUNTIME]
 
 
-def make_redis(url: str) -> aioredis.Redis:
-    # Retries: after a Redis restart, every pooled connection is dead and each fails its next command
-    # ("Connection closed by server"), long after Redis is back. A client built from a URL gets no
-    # retry policy from redis-py, so one failing command meant one 503; now it reconnects and retries.
-    return aioredis.from_url(
-        url,
+def make_redis(settings: Settings, *, max_connections: int | None = None) -> aioredis.Redis:
+    """A client on `REDIS_URL` with a blocking pool of `REDIS_POOL_MAX` connections (or `max_connections`).
+
+    redis-py's default pool raises MaxConnectionsError the moment a burst needs one connection more than
+    its cap, so a burst of healthy requests failed with 503. Here a request waits for a connection to
+    come back (commands hold one for well under a millisecond) and only a wait beyond
+    `REDIS_POOL_TIMEOUT_S` fails (ConnectionError "No connection available": every caller refuses then,
+    503). The connect timeout is the same: a Redis that does not accept connections must not hold a
+    pool slot for the kernel's TCP timeout (minutes).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=max_connections or settings.redis_pool_max,
+        timeout=settings.redis_pool_timeout_s,
+        socket_connect_timeout=settings.redis_pool_timeout_s,
         decode_responses=True,
         health_check_interval=30,
+        # Retries: after a Redis restart, every pooled connection is dead and each fails its next command
+        # ("Connection closed by server"), long after Redis is back. A client built from a URL gets no
+        # retry policy from redis-py, so one failing command meant one 503; now it reconnects and retries.
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries=2),
     )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
     """Redis client + the token verifier (it needs Redis for the session deny-list)."""
     rt = runtime_of(app)
-    rt.redis = make_redis(rt.settings.redis_url)
+    rt.redis = make_redis(rt.settings)
     rt.verifier = TokenVerifier(rt.settings.read_public_key(), rt.settings.jwt_issuer, rt.redis)
     rt.readiness["redis"] = _ping_redis(rt.redis)
     yield
@@ -168,6 +181,12 @@ def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
     async def context(app: web.Application) -> AsyncIterator[None]:
         rt = runtime_of(app)
         settings = rt.settings
+        if settings.redis_pool_max <= settings.consumer_concurrency:
+            # Each loop holds a pooled connection through its blocking read: requests need some left.
+            raise SettingsError(
+                f"REDIS_POOL_MAX ({settings.redis_pool_max}) must exceed CONSUMER_CONCURRENCY "
+                f"({settings.consumer_concurrency}): each consumer loop holds a connection while it waits"
+            )
         rt.workers = [
             ConsumerWorker(
                 redis=rt.redis_client(),

@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from common.bodies import read_body
 from common.errors import InvalidJSON, UnsupportedMediaType, ValidationFailed
 from common.formats import MAX_BIGINT, OptionalQueryStr, canonical_uuid, utc_instant
 
@@ -63,7 +64,7 @@ def is_json_media_type(content_type: str) -> bool:
 async def read_json(request: web.Request) -> Any:
     """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields;
     a body in another media type is a 415 (a form or `text/plain` is not read as JSON by guesswork)."""
-    raw = await request.read()
+    raw = await read_body(request)  # within BODY_READ_TIMEOUT_S, or 408
     if not raw.strip():
         return {}
     if not is_json_media_type(request.content_type):

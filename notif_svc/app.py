@@ -66,7 +66,7 @@ async def _release_waiters(app: web.Application) -> None:
 def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) -> web.Application:
     """`store_factory` chooses the notification store; tests pass one (e.g. an in-memory MongoDB)."""
     app = create_base_app(settings)
-    hub = LiveHub(settings.redis_url, FeedStateCache(max_age_s=RECHECK_INTERVAL_S))
+    hub = LiveHub(settings, FeedStateCache(max_age_s=RECHECK_INTERVAL_S))
     service = NotificationService(runtime_of(app), hub)
     app[LIVE_HUB] = hub
     app[NOTIFICATION_SERVICE] = service

@@ -8,6 +8,7 @@ from auth_svc.app import create_app
 from common.embedded import EmbeddedRedis
 from common.events import ENVELOPE_FIELDS, Event
 from common.runtime import make_redis, runtime_of
+from common.settings import Settings
 from tests.helpers import eventually
 
 
@@ -77,7 +78,7 @@ async def test_updates_publish_update_user_with_a_higher_version(auth_client, re
 async def test_registration_succeeds_while_redis_is_down_and_its_events_follow_when_it_is_back(make_settings, tmp_path):
     server = EmbeddedRedis(tmp_path / "redis").start()
     app = create_app(make_settings(service_name="auth_svc", redis_url=server.url))
-    client = make_redis(server.url)
+    client = make_redis(Settings(redis_url=server.url))
     try:
         async with TestClient(TestServer(app)) as auth_client:
             server.stop()

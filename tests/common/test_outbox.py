@@ -14,6 +14,7 @@ from common.embedded import EmbeddedRedis
 from common.events import ENVELOPE_FIELDS, Event, stream_for
 from common.outbox import OutboxRelay, enqueue
 from common.runtime import make_redis
+from common.settings import Settings
 from tests.helpers import eventually
 
 STREAM = stream_for("thing")
@@ -78,7 +79,7 @@ async def test_notify_wakes_the_relay_without_waiting_for_the_poll(pool, redis, 
 
 async def test_events_wait_in_the_outbox_while_redis_is_down_and_leave_when_it_is_back(pool, database_url, tmp_path):
     server = EmbeddedRedis(tmp_path / "redis").start()
-    client = make_redis(server.url)
+    client = make_redis(Settings(redis_url=server.url))
     try:
         server.stop()
         async with relaying(pool, client, database_url, poll_interval_s=0.1):

@@ -14,6 +14,7 @@ import signal
 from common.db import create_pool
 from common.events import Event
 from common.runtime import make_redis
+from common.settings import Settings
 from common.worker import ConsumerWorker, WorkerOptions
 
 
@@ -26,7 +27,7 @@ async def handle_thing(event: Event, conn) -> None:  # type: ignore[no-untyped-d
 
 async def main() -> None:
     pool = await create_pool(os.environ["DATABASE_URL"], 1, 4)
-    redis = make_redis(os.environ["REDIS_URL"])
+    redis = make_redis(Settings(redis_url=os.environ["REDIS_URL"]))
     worker = ConsumerWorker(
         redis=redis,
         pool=pool,
