@@ -197,7 +197,7 @@ async def drop_dead_letter(request: web.Request) -> web.Response:
 async def unknown(request: web.Request) -> web.Response:
     allowed = _methods_of(request.path)
     if allowed:  # a route of ours, another method: say which ones it takes (RFC 9110 §15.5.6)
-        raise MethodNotAllowed(headers={"Allow": ", ".join(allowed)})
+        raise MethodNotAllowed(headers={"Allow": ",".join(allowed)})
     raise NotFound()
 
 
