@@ -36,7 +36,7 @@ test: $(STAMP)
 ## fuzzing until N seconds are spent
 FUZZ_MAX_EXAMPLES ?= 100
 fuzz: $(STAMP)
-	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_SECONDS=$(FUZZ_MAX_SECONDS) $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_SECONDS=$(FUZZ_MAX_SECONDS) $(BIN)/pytest tests/fuzz -s $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

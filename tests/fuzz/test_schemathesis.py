@@ -103,3 +103,4 @@ async def test_schemathesis_finds_no_server_error_and_no_disagreement_with_the_d
     )
     assert code == 0, report[-20000:]
     assert "Tested: " in report, report[-5000:]
+    print(report[report.find("SUMMARY") :])  # operations, phases, cases generated, seed (`make fuzz` shows it)
