@@ -118,6 +118,7 @@ async def update_me(request: web.Request) -> web.Response:
     description="Revokes every other session of the user.",
     request=ChangePasswordRequest,
     status=204,
+    errors={403: "`current_password` is not the caller's password (`invalid_credentials`)"},
 )
 async def change_password(request: web.Request) -> web.Response:
     body = await parse_body(request, ChangePasswordRequest)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from common.formats import USERNAME_PATTERN, FullMatch
 from common.notices import NOTICE_EVENT, NoticeSchema
-from common.validation import OffsetPageQuery
+from common.validation import OffsetPageQuery, PartialUpdate
 
 ROLES = ("user", "admin", "superadmin")
 
@@ -13,7 +14,7 @@ Username = fields.Str(
     required=True,
     validate=[
         validate.Length(3, 50),
-        validate.Regexp(r"^[A-Za-z0-9_.\-]+$", error="may contain only letters, digits, '_', '.' and '-'"),
+        FullMatch(USERNAME_PATTERN, error="may contain only letters, digits, '_', '.' and '-'"),
     ],
 )
 Password = fields.Str(required=True, validate=validate.Length(8, 128), load_only=True)
@@ -34,7 +35,7 @@ class RefreshRequest(Schema):
     refresh_token = fields.Str(required=True, validate=validate.Length(1, 4096))
 
 
-class UpdateMeRequest(Schema):
+class UpdateMeRequest(PartialUpdate):
     email = fields.Email(validate=validate.Length(max=254))
     full_name = fields.Str(validate=validate.Length(max=100))
 

@@ -18,13 +18,13 @@ from auth_svc import store
 from auth_svc.schemas import UserEventSchema, UserSchema
 from auth_svc.throttle import LoginThrottle
 from auth_svc.tokens import TokenIssuer, TokenPair
-from common.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from common.errors import Conflict, Forbidden, NotFound, Unauthorized
 from common.events import Event
+from common.formats import is_uuid
 from common.notices import notice
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
-from common.validation import is_uuid
 
 log = structlog.get_logger("auth")
 
@@ -113,8 +113,6 @@ class AuthService:
             return await store.list_users(conn, search, limit, offset)
 
     async def update_me(self, caller: Principal, changes: dict[str, Any]) -> dict:
-        if not changes:
-            raise ValidationFailed(details={"_schema": ["nothing to update"]})
         async with self._rt.db().acquire() as conn, conn.transaction():
             if "email" in changes and await store.email_taken(conn, changes["email"], by_other_than=caller.user_id):
                 raise Conflict("email already taken", details={"email": ["already taken"]})
@@ -212,7 +210,12 @@ class AuthService:
         async with self._rt.db().acquire() as conn:
             stored_hash = await store.get_password_hash(conn, caller.user_id)
         if stored_hash is None or not await self._hasher.verify(current, stored_hash):
-            raise ValidationFailed(details={"current_password": ["is not correct"]})
+            # Well-formed but not the caller's password: not allowed (403), like any right the caller lacks.
+            raise Forbidden(
+                "the current password is not correct",
+                code="invalid_credentials",
+                details={"current_password": ["is not correct"]},
+            )
         new_hash = await self._hasher.hash(new)
         async with self._rt.db().acquire() as conn, conn.transaction():
             await store.set_password_hash(conn, caller.user_id, new_hash)

@@ -21,11 +21,12 @@ from comment_svc import store
 from comment_svc.schemas import CommentDeletedEventSchema, CommentEventSchema, CommentSchema
 from common.errors import Forbidden, NotFound
 from common.events import Event
+from common.formats import is_uuid
 from common.notices import notice
 from common.outbox import enqueue
 from common.runtime import Runtime
 from common.tokens import Principal
-from common.validation import decode_keyset, encode_keyset, is_uuid
+from common.validation import decode_keyset, encode_keyset
 
 log = structlog.get_logger("comment")
 

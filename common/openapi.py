@@ -36,6 +36,7 @@ from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_cls, 
 from marshmallow import Schema, fields
 
 from common import errors
+from common.formats import UUID_PATTERN, string_rules
 from common.web import _PUBLIC_ATTR, Handler, public
 
 OPENAPI_VERSION = "3.0.3"  # what the bundled Swagger UI renders (it predates 3.1)
@@ -148,6 +149,7 @@ _STATUS_MEANING = {
     404: "not found, or not visible to the caller",
     409: "conflict",
     413: "request body too large",
+    415: "the body is not sent as `application/json` (code `unsupported_media_type`)",
     429: "rate limited: retry after `Retry-After` seconds",
     502: "the service answered badly",
     503: "a dependency (database, Redis, the service) is unavailable; retry",
@@ -231,9 +233,10 @@ class SchemaNames:
 
 
 def describe_schemas(document: dict[str, Any], names: SchemaNames) -> None:
-    """Use each schema class's own docstring as its description."""
+    """Use each schema class's own docstring as its description, and add its `json_schema` rules."""
     for name, component in document.get("components", {}).get("schemas", {}).items():
         cls = names.classes.get(name)
+        component.update(getattr(cls, "json_schema", {}))
         text = cls.__dict__.get("__doc__") if cls is not None else None
         if text and "description" not in component:
             component["description"] = " ".join(text.split())
@@ -284,13 +287,16 @@ class OpenAPIBuilder:
 
     def __init__(self, title: str, *, description: str = "", version: str = API_VERSION) -> None:
         self.names = SchemaNames()
+        plugin = MarshmallowPlugin(schema_name_resolver=self.names)
         self.spec = APISpec(
             title=title,
             version=version,
             openapi_version=OPENAPI_VERSION,
-            plugins=[MarshmallowPlugin(schema_name_resolver=self.names)],
+            plugins=[plugin],
             info={"description": description},
         )
+        assert plugin.converter is not None  # made by APISpec's init
+        plugin.converter.add_attribute_function(string_rules)
         self.spec.components.security_scheme(
             BEARER,
             {
@@ -389,7 +395,7 @@ class OpenAPIBuilder:
             "in": "path",
             "name": name,
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
             "description": "a UUID (anything else is a 404)",
         }
 
@@ -419,7 +425,7 @@ class OpenAPIBuilder:
         if names_something:
             wanted[404] = ""
         if described.request is not None:
-            wanted[413] = ""
+            wanted[413] = wanted[415] = ""
         wanted[503] = ""
         if extra_errors is not None:
             wanted.update(extra_errors(method, path, secured))

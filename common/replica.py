@@ -22,6 +22,7 @@ import asyncpg
 from marshmallow import EXCLUDE, Schema, fields
 
 from common.events import Event
+from common.formats import Uuid
 from common.worker import BulkHandler
 
 
@@ -62,7 +63,7 @@ class UserReplicaSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.UUID(required=True)
+    id = Uuid(required=True)
     username = fields.Str(required=True)
     email = fields.Str(load_default=None)
     full_name = fields.Str(load_default=None)
@@ -76,8 +77,7 @@ _user_replica = UserReplicaSchema()
 
 
 def _user_row(event: Event) -> dict[str, Any]:
-    user = _user_replica.load(event.data)
-    user["id"] = str(user["id"])
+    user: dict[str, Any] = _user_replica.load(event.data)
     return user
 
 

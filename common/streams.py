@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,9 +35,9 @@ from redis.exceptions import WatchError
 
 from common.errors import Conflict, NotFound
 from common.events import DEAD_LETTER_STREAM, ENVELOPE_FIELDS, STREAM_PREFIX
+from common.formats import is_entry_id
 from common.worker import REPLAY_FOR_FIELD, ack_record_key, entry_key
 
-_ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 # Entries read per round trip when a view walks a stream.
 PAGE = 500
 # A lag Redis cannot report is counted entry by entry, up to this many (then reported as "at least").
@@ -72,11 +71,6 @@ def stream_key(name: str) -> str:
 def stream_type(key: str) -> str:
     """`events:newCard` → `newCard`."""
     return key[len(STREAM_PREFIX) :] if key.startswith(STREAM_PREFIX) else key
-
-
-def is_entry_id(value: str) -> bool:
-    """`<ms>-<seq>` or `<ms>` (what XRANGE accepts as a bound)."""
-    return bool(_ENTRY_ID.match(value))
 
 
 def entry_ms(entry_id: str) -> int:
@@ -634,7 +628,7 @@ async def get_dead_letter(redis: aioredis.Redis, letter_id: str) -> DeadLetter:
 
 async def _dead_letter_fields(redis: aioredis.Redis, letter_id: str, client: Any = None) -> dict[str, str]:
     found: RawEntries = []
-    if is_entry_id(letter_id) and "-" in letter_id:
+    if is_entry_id(letter_id, full=True):
         found = await _xrange(client or redis, DEAD_LETTER_STREAM, letter_id, letter_id, 1)
     if not found:
         raise NotFound(f"no dead letter {letter_id}", details={"id": letter_id})
@@ -691,7 +685,7 @@ async def replay_dead_letter(redis: aioredis.Redis, letter_id: str) -> ReplayRes
 
 
 async def drop_dead_letter(redis: aioredis.Redis, letter_id: str) -> None:
-    if not (is_entry_id(letter_id) and "-" in letter_id) or not await redis.xdel(DEAD_LETTER_STREAM, letter_id):
+    if not is_entry_id(letter_id, full=True) or not await redis.xdel(DEAD_LETTER_STREAM, letter_id):
         raise NotFound(f"no dead letter {letter_id}", details={"id": letter_id})
 
 

@@ -4,6 +4,10 @@ Handlers call `await parse_body(request, SomeSchema)` / `parse_query(request, So
 one shared instance per class; an instance when it is configured) and get a plain dict back, or the
 request ends with `invalid_json` / `validation_error` and per-field details.
 Schemas reject unknown fields (marshmallow's default RAISE), so a typo is an error, not silence.
+A body must be sent as JSON (`application/json` or `application/*+json`, any parameters): anything else
+is a 415. A query parameter given twice is a 400: no list-valued parameter exists, and picking one of
+the values would answer a question the client did not ask.
+What each id, number and time may be is `common.formats`.
 """
 
 from __future__ import annotations
@@ -11,16 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from common.bodies import read_body
-from common.errors import InvalidJSON, ValidationFailed
+from common.errors import InvalidJSON, UnsupportedMediaType, ValidationFailed
+from common.formats import MAX_BIGINT, OptionalQueryStr, canonical_uuid, utc_instant
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -51,20 +55,23 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def is_uuid(value: str) -> bool:
-    """Whether a path id can name anything; callers answer 404 (not 500) when it cannot."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or `application/<anything>+json` (aiohttp already dropped the parameters)."""
+    kind, _, subtype = content_type.lower().partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def read_json(request: web.Request) -> Any:
-    """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields."""
+    """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields;
+    a body in another media type is a 415 (a form or `text/plain` is not read as JSON by guesswork)."""
     raw = await read_body(request)  # within BODY_READ_TIMEOUT_S, or 408
     if not raw.strip():
         return {}
+    if not is_json_media_type(request.content_type):
+        raise UnsupportedMediaType(
+            f"send the body as application/json, not {request.content_type}",
+            details={"content_type": request.content_type},
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -90,18 +97,38 @@ async def parse_body(request: web.Request, schema: SchemaArg, *, partial: bool =
 
 
 def parse_query(request: web.Request, schema: SchemaArg) -> dict[str, Any]:
-    # Repeated parameters keep their last value; list-valued filters are not part of the API.
-    return load(_schema(schema), dict(request.query))
+    """The query string loaded by `schema`. No parameter of the API takes a list, so a repeated one is a
+    400 (`?limit=1&limit=100` would otherwise quietly mean one of them)."""
+    query = request.query
+    repeated = sorted({name for name in query if len(query.getall(name)) > 1})
+    if repeated:
+        raise ValidationFailed(details={name: ["given more than once"] for name in repeated})
+    return load(_schema(schema), dict(query))
 
 
 class OffsetPageQuery(Schema):
     limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
-    offset = fields.Int(load_default=0, validate=validate.Range(min=0))
+    # Past the end is an empty page; past PostgreSQL's bigint it would be a DataError (a 500).
+    offset = fields.Int(load_default=0, validate=validate.Range(0, MAX_BIGINT))
 
 
 class CursorPageQuery(Schema):
     limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
-    cursor = fields.Str(load_default=None)
+    cursor = OptionalQueryStr(
+        metadata={"description": "a `next_cursor` from the previous page; absent or empty: the first page"}
+    )
+
+
+class PartialUpdate(Schema):
+    """A PATCH body: only the fields present change, and at least one must be present (`{}` is a 400
+    "nothing to update", shown as `minProperties: 1` in the document)."""
+
+    json_schema: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("nothing to update")
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -130,12 +157,11 @@ def decode_keyset(cursor: str) -> tuple[datetime, str]:
     """(created_at, id) from `encode_keyset`'s cursor; a cursor that is not one is a 400."""
     position = decode_cursor(cursor, ("created_at", "id"))
     try:
-        created_at = datetime.fromisoformat(position["created_at"])
-        item_id = str(uuid.UUID(position["id"]))
-    except (TypeError, ValueError, AttributeError) as exc:
+        # In range for every store (common.formats.utc_instant), and an id in canonical form.
+        created_at = utc_instant(datetime.fromisoformat(position["created_at"]))
+        item_id = canonical_uuid(position["id"])
+    except (TypeError, ValueError) as exc:
         raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
     return created_at, item_id
 
 

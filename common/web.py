@@ -116,7 +116,7 @@ def new_request_id() -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+    request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
     request[REQUEST_ID] = request_id
     token = correlation_id_var.set(request_id)
     started = time.perf_counter()

@@ -61,6 +61,9 @@ The public API of Taskswarm, generated from the services' code. Every path is un
 - **Errors**: `{"error": {"code", "message", "details"}}` (`Error`), with `X-Request-ID` on every answer.
 - **Pagination**: offset (`?limit=&offset=` → `{items, total, limit, offset}`) or cursor (`?limit=&cursor=`
   → `{items, next_cursor}`); `limit` defaults to 20, at most 100.
+- **Input**: bodies are JSON (`application/json` or `application/*+json`; anything else is a 415); a query
+  parameter given twice is a 400; an empty optional text parameter (`?cursor=`) counts as not given;
+  ids are UUIDs in their 8-4-4-4-12 form (any other spelling in a path is a 404).
 - **Events**: what the services tell each other is described in the AsyncAPI document at
   `/api/v1/asyncapi.json`."""
 
@@ -271,7 +274,7 @@ async def docs_page(request: web.Request) -> web.Response:
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = SWAGGER_UI_DIR / name
-    if not _ASSET_NAME.match(name) or not path.is_file():
+    if not _ASSET_NAME.fullmatch(name) or not path.is_file():
         raise NotFound()
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 

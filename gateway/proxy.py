@@ -23,7 +23,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from common.errors import AppError, BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
+from common.errors import AppError, BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, ServiceUnavailable
 from common.metrics import label_route
 from common.settings import Settings
 from common.web import REQUEST_ID, REQUEST_ID_HEADER, answer_nobody, client_gone, note_client_gone, public
@@ -224,6 +224,19 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+async def _not_routed(request: web.Request) -> AppError:
+    """404, or 405 with `Allow` when the path is one of the gateway's own routes under another method (this
+    catch-all takes every method, so aiohttp's own 405 never happens for e.g. TRACE /api/v1/asyncapi.json)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        return MethodNotAllowed(headers={hdrs.ALLOW: ",".join(sorted(allowed))})
+    return NotFound()
+
+
 @public  # who needs a token is decided per path by the routing table, in Admission, not per route
 async def handle(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
@@ -233,7 +246,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     path, _, query = raw[len(API_PREFIX) :].partition("?")
     target = gateway.router.resolve(path)
     if target is None:
-        raise NotFound()
+        raise await _not_routed(request)
     label_route(request, API_PREFIX + target.prefix, target.replicas.service)
     if target.websocket and is_upgrade(request):  # its own admission (the token may be in the query)
         return await gateway.websockets.relay(request, target, query, gateway.admission)

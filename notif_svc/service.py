@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,9 +23,10 @@ from redis.exceptions import RedisError
 
 from common.errors import NotFound
 from common.events import Event, utcnow
+from common.formats import canonical_uuid, is_uuid
 from common.notices import NoticeSchema
 from common.runtime import Runtime
-from common.validation import decode_keyset, encode_keyset, is_uuid
+from common.validation import decode_keyset, encode_keyset
 from notif_svc import live
 from notif_svc.schemas import NotificationSchema
 from notif_svc.store import FeedState, Notice, Notification, NotificationStore
@@ -79,7 +79,7 @@ def _canonical(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return str(uuid.UUID(value))
+        return canonical_uuid(value)
     except ValueError:
         raise MalformedNotice(f"newNotif with an id that is not a UUID: {value!r}") from None
 
@@ -184,7 +184,7 @@ class NotificationService:
     async def mark_read(self, user_id: str, notification_id: str) -> None:
         if not is_uuid(notification_id):
             raise NotFound(NOT_FOUND)
-        changed = await self.store.mark_read(user_id, str(uuid.UUID(notification_id)), now_ms())
+        changed = await self.store.mark_read(user_id, canonical_uuid(notification_id), now_ms())
         if changed is None:
             raise NotFound(NOT_FOUND)
         if changed:

@@ -76,7 +76,8 @@ async def test_changing_the_password_revokes_the_other_sessions_only(auth_client
         json={"current_password": "not it at all", "new_password": "brand new pass"},
         headers=bearer(user["access_token"]),
     )
-    assert wrong.status == 400
+    assert wrong.status == 403
+    assert (await wrong.json())["error"]["details"] == {"current_password": ["is not correct"]}
     response = await auth_client.post(
         "/users/me/password",
         json={"current_password": user["password"], "new_password": "brand new pass"},
