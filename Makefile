@@ -13,7 +13,7 @@ PACKAGES := $(wildcard common auth_svc project_svc comment_svc notif_svc gateway
 STRICT_PACKAGES := common
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint bench clean distclean install
+.PHONY: run test fuzz lint bench clean distclean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ run: $(STAMP)
 ## --dist loadfile keeps a module's tests together, so a module-scoped system is never flushed mid-module
 test: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+## make fuzz: the schemathesis run of tests/fuzz (every check, every phase, the whole system) with more examples
+## per operation than the smoke in `make test`: FUZZ_MAX_EXAMPLES (default 100); FUZZ_MAX_SECONDS=N to keep
+## fuzzing until N seconds are spent
+FUZZ_MAX_EXAMPLES ?= 100
+fuzz: $(STAMP)
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_SECONDS=$(FUZZ_MAX_SECONDS) $(BIN)/pytest tests/fuzz -s $(PYTEST_ARGS)
 
 ## make lint: style (ruff), types (mypy), and the import contracts of pyproject.toml (import-linter)
 lint: $(STAMP)

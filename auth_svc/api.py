@@ -22,6 +22,7 @@ from common.core.keys import public_jwk
 from common.core.paging import offset_page
 from common.http.app import json_response, principal, public, runtime_of
 from common.http.docmarks import doc, offset_page_of
+from common.http.headers import NO_STORE
 from common.http.validation import parse_body, parse_query
 
 AUTH_SERVICE = web.AppKey("auth_service", AuthService)
@@ -44,26 +45,32 @@ def _service(request: web.Request) -> AuthService:
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterRequest)
     user, tokens = await _service(request).register(body["username"], body["email"], body["password"])
-    return json_response({"user": user_view(user), **tokens.to_dict()}, status=201)
+    return json_response({"user": user_view(user), **tokens.to_dict()}, status=201, headers=NO_STORE)
 
 
 @doc(
     "Log in",
-    description="`username` may be the email. Rate limited per client IP at the gateway.",
+    description="`username` may be the email. Rate limited per client IP at the gateway, and per login name: "
+    "past `LOGIN_FAILURES_PER_NAME` failures (10) in a window (`LOGIN_FAILURE_WINDOW_S`, 15 min), 429 until it "
+    "ends, whether or not the name exists.",
     request=LoginRequest,
     response=TokenPairSchema,
-    errors={401: "bad credentials, the same answer for an unknown user and a wrong password (`invalid_credentials`)"},
+    errors={
+        401: "bad credentials, the same answer for an unknown user and a wrong password (`invalid_credentials`)",
+        429: "too many failed logins for this login name (`rate_limited`), whether or not it exists",
+    },
 )
 @public
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest)
     tokens = await _service(request).login(body["username"], body["password"])
-    return json_response(tokens.to_dict())
+    return json_response(tokens.to_dict(), headers=NO_STORE)
 
 
 @doc(
     "Exchange a refresh token for a new token pair",
-    description="Refresh tokens rotate: reusing a spent one is a 401 and revokes that whole session.",
+    description="Refresh tokens rotate: reusing a spent one is a 401 and revokes that whole session. "
+    "Rate limited per client IP at the gateway.",
     request=RefreshRequest,
     response=TokenPairSchema,
     errors={401: "invalid, expired, revoked or already used refresh token"},
@@ -73,7 +80,7 @@ async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshRequest)
     verifier = runtime_of(request.app).token_verifier()
     tokens = await _service(request).refresh(body["refresh_token"], verifier)
-    return json_response(tokens.to_dict())
+    return json_response(tokens.to_dict(), headers=NO_STORE)
 
 
 @doc("The public key that verifies access tokens (JWKS)", response=JwksSchema)
@@ -111,6 +118,7 @@ async def update_me(request: web.Request) -> web.Response:
     description="Revokes every other session of the user.",
     request=ChangePasswordRequest,
     status=204,
+    errors={403: "`current_password` is not the caller's password (`invalid_credentials`)"},
 )
 async def change_password(request: web.Request) -> web.Response:
     body = await parse_body(request, ChangePasswordRequest)

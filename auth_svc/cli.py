@@ -24,7 +24,7 @@ users_app = typer.Typer(help="Manage users (auth_svc).", no_args_is_help=True)
 async def _promote(settings: Settings, username: str, role: str) -> dict:
     runtime = Runtime(settings)
     runtime.pool = await create_pool(settings.database_url, 1, 2)
-    runtime.redis = make_redis(settings.redis_url)
+    runtime.redis = make_redis(settings)
     try:
         # Only the role changes here: no tokens are minted, so the issuer needs no private key.
         issuer = TokenIssuer(b"", settings.jwt_issuer, settings.access_token_ttl_s, settings.refresh_token_ttl_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from common.core.formats import USERNAME_PATTERN, FullMatch, PartialUpdate
 from common.core.paging import OffsetPageQuery
 
 ROLES = ("user", "admin", "superadmin")
@@ -12,7 +13,7 @@ Username = fields.Str(
     required=True,
     validate=[
         validate.Length(3, 50),
-        validate.Regexp(r"^[A-Za-z0-9_.\-]+$", error="may contain only letters, digits, '_', '.' and '-'"),
+        FullMatch(USERNAME_PATTERN, error="may contain only letters, digits, '_', '.' and '-'"),
     ],
 )
 Password = fields.Str(required=True, validate=validate.Length(8, 128), load_only=True)
@@ -33,7 +34,7 @@ class RefreshRequest(Schema):
     refresh_token = fields.Str(required=True, validate=validate.Length(1, 4096))
 
 
-class UpdateMeRequest(Schema):
+class UpdateMeRequest(PartialUpdate):
     email = fields.Email(validate=validate.Length(max=254))
     full_name = fields.Str(validate=validate.Length(max=100))
 

@@ -17,10 +17,11 @@ from passlib.context import CryptContext
 from auth_svc import store
 from auth_svc.events import registration_notice, user_event
 from auth_svc.schemas import UserSchema
+from auth_svc.throttle import LoginThrottle
 from auth_svc.tokens import TokenIssuer, TokenPair
 from common.core.envelope import Event
-from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from common.core.ids import is_uuid
+from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized
+from common.core.formats import is_uuid
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from common.service.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
@@ -56,6 +57,8 @@ class AuthService:
         self._rt = runtime
         self._issuer = issuer
         self._hasher = hasher
+        settings = runtime.settings
+        self._throttle = LoginThrottle(settings.login_failures_per_name, settings.login_failure_window_s)
 
     # -- accounts ----------------------------------------------------------------------------------
 
@@ -92,8 +95,6 @@ class AuthService:
             return await store.list_users(conn, search, limit, offset)
 
     async def update_me(self, caller: Principal, changes: dict[str, Any]) -> dict:
-        if not changes:
-            raise ValidationFailed(details={"_schema": ["nothing to update"]})
         async with self._rt.db().acquire() as conn, conn.transaction():
             if "email" in changes and await store.email_taken(conn, changes["email"], by_other_than=caller.user_id):
                 raise Conflict("email already taken", details={"email": ["already taken"]})
@@ -144,11 +145,14 @@ class AuthService:
     # -- sessions ----------------------------------------------------------------------------------
 
     async def login(self, login: str, password: str) -> TokenPair:
+        redis = self._rt.redis_client()
+        await self._throttle.attempt(redis, login)  # 429 / 503 before anything is looked up
         async with self._rt.db().acquire() as conn:
             credentials = await store.get_credentials(conn, login)
         stored_hash = credentials["password_hash"] if credentials else None
         if not await self._hasher.verify(password, stored_hash) or credentials is None:
             raise Unauthorized("invalid username or password", code="invalid_credentials")
+        await self._throttle.succeeded(redis, login)
         session_id, refresh_jti = str(uuid.uuid4()), str(uuid.uuid4())
         async with self._rt.db().acquire() as conn:
             await store.insert_session(conn, session_id, credentials["id"], refresh_jti, self._issuer.refresh_expiry())
@@ -188,7 +192,12 @@ class AuthService:
         async with self._rt.db().acquire() as conn:
             stored_hash = await store.get_password_hash(conn, caller.user_id)
         if stored_hash is None or not await self._hasher.verify(current, stored_hash):
-            raise ValidationFailed(details={"current_password": ["is not correct"]})
+            # Well-formed but not the caller's password: not allowed (403), like any right the caller lacks.
+            raise Forbidden(
+                "the current password is not correct",
+                code="invalid_credentials",
+                details={"current_password": ["is not correct"]},
+            )
         new_hash = await self._hasher.hash(new)
         async with self._rt.db().acquire() as conn, conn.transaction():
             await store.set_password_hash(conn, caller.user_id, new_hash)

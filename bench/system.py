@@ -80,7 +80,9 @@ def extra_process(
     """One more process beside a running swarm: `like` on a free port, with another factory or variables."""
     port = free_port()
     spec = dataclasses.replace(like.spec, factory=factory or like.spec.factory)
-    child = ChildProcess(spec, 99, port, {**like.env, "PORT": str(port), **(env or {})}, like.host)
+    metrics_port = free_port()  # `like`'s is taken
+    child_env = {**like.env, "PORT": str(port), "METRICS_PORT": str(metrics_port), **(env or {})}
+    child = ChildProcess(spec, 99, port, child_env, like.host, metrics_port=metrics_port)
     child.start(s.printer)
     try:
         deadline = time.monotonic() + 30

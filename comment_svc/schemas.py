@@ -5,19 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
+from common.core.formats import Uuid, not_blank
 from common.core.paging import CursorPageQuery
 
 BODY_MAX = 10_000
 
 
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("must not be blank")
-
-
-Body = fields.Str(required=True, validate=[validate.Length(1, BODY_MAX), _not_blank])
+Body = fields.Str(required=True, validate=[validate.Length(1, BODY_MAX), not_blank()])
 
 
 class CommentRequest(Schema):
@@ -101,13 +97,6 @@ class CommentDeletedEventSchema(CardCountSchema):
 # -- events we replicate (project_svc) -------------------------------------------------------------
 
 
-class UuidStr(fields.UUID):
-    """A UUID validated as such but kept as its canonical string (the form our rows and events use)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:  # type: ignore[override]
-        return str(super()._deserialize(value, attr, data, **kwargs))
-
-
 class _Replicated(Schema):
     """Unknown fields are ignored: a producer may add fields without breaking us."""
 
@@ -120,21 +109,21 @@ class _Replicated(Schema):
 class ProjectEventSchema(_Replicated):
     """newProject, updateProject: what we keep of a project."""
 
-    id = UuidStr(required=True)
+    id = Uuid(required=True)
     title = fields.Str(load_default=None, allow_none=True)
-    owner_id = UuidStr(load_default=None, allow_none=True)
+    owner_id = Uuid(load_default=None, allow_none=True)
 
 
 class ProjectDeletedEventSchema(_Replicated):
-    id = UuidStr(required=True)
-    owner_id = UuidStr(load_default=None, allow_none=True)
+    id = Uuid(required=True)
+    owner_id = Uuid(load_default=None, allow_none=True)
 
 
 class MemberEventSchema(_Replicated):
     """addMember, removeMember (the version is the membership's own)."""
 
-    project_id = UuidStr(required=True)
-    user_id = UuidStr(required=True)
+    project_id = Uuid(required=True)
+    user_id = Uuid(required=True)
     role = fields.Str(required=True)
     active = fields.Bool(required=True)
 
@@ -142,14 +131,14 @@ class MemberEventSchema(_Replicated):
 class CardEventSchema(_Replicated):
     """newCard, updateCard, changeCardStatus: the card's own columns (never its comment count)."""
 
-    id = UuidStr(required=True)
-    project_id = UuidStr(required=True)
+    id = Uuid(required=True)
+    project_id = Uuid(required=True)
     title = fields.Str(load_default=None, allow_none=True)
     status = fields.Str(load_default=None, allow_none=True)
-    created_by = UuidStr(load_default=None, allow_none=True)
-    assignee_id = UuidStr(load_default=None, allow_none=True)
+    created_by = Uuid(load_default=None, allow_none=True)
+    assignee_id = Uuid(load_default=None, allow_none=True)
 
 
 class CardDeletedEventSchema(_Replicated):
-    id = UuidStr(required=True)
-    project_id = UuidStr(required=True)
+    id = Uuid(required=True)
+    project_id = Uuid(required=True)

@@ -22,7 +22,8 @@ from comment_svc.events import comment_created_notice, comment_deleted_event, co
 from comment_svc.schemas import CommentSchema
 from common.core.envelope import Event
 from common.core.errors import Forbidden, NotFound
-from common.core.ids import decode_keyset, encode_keyset, is_uuid
+from common.core.formats import is_uuid
+from common.core.ids import decode_keyset, encode_keyset
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from common.service.tokens import Principal

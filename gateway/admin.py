@@ -12,12 +12,14 @@ expired or revoked); every handler then requires an admin (403 `forbidden`), the
 from __future__ import annotations
 
 import functools
+import re
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
-from common.core.errors import Forbidden, NotFound
+from common.core.errors import Forbidden, MethodNotAllowed, NotFound
+from common.core.formats import ENTRY_ID_FORM, OptionalQueryStr, is_entry_id
 from common.http.app import Handler, json_response, principal, runtime_of
 from common.http.docmarks import doc
 from common.http.validation import parse_query
@@ -42,16 +44,26 @@ def _redis(request: web.Request) -> aioredis.Redis:
 
 
 def _entry_id(value: str) -> None:
-    if not streams.is_entry_id(value):
-        raise ValidationError("not a stream entry id (<ms>-<seq> or <ms>)")
+    if not is_entry_id(value):
+        raise ValidationError("not a stream entry id (<ms>-<seq> or <ms>, each below 2^64)")
+
+
+def _start() -> OptionalQueryStr:
+    """`?from=`: where a page starts (an entry id); absent or empty: the first entry."""
+    return OptionalQueryStr(
+        data_key="from",
+        validate=_entry_id,
+        metadata={"pattern": f"^(?:{ENTRY_ID_FORM})?$", "description": "an entry id; empty: from the first"},
+    )
 
 
 _COUNT = validate.Range(1, streams.MAX_COUNT)
-_DLQ_ID = {"id": "the dead letter's entry id in `events:dlq`"}
+# Anything that is not `<ms>-<seq>` (each part below 2^64) names no dead letter: a 404, never sent to Redis.
+_DLQ_ID = {"id": "the dead letter's entry id in `events:dlq` (`<ms>-<seq>`)"}
 
 
 class EntriesQuery(Schema):
-    start = fields.Str(data_key="from", load_default=None, validate=_entry_id)
+    start = _start()
     count = fields.Int(load_default=20, validate=_COUNT)
     reverse = fields.Bool(load_default=False)
 
@@ -66,17 +78,12 @@ class EventQuery(Schema):
 
 
 class EventSearchQuery(EventQuery):
-    correlation_id = fields.Str(load_default=None, validate=validate.Length(1, 200))
-    event_id = fields.Str(load_default=None, validate=validate.Length(1, 200))
-
-    @validates_schema
-    def one_of(self, data: dict, **_kwargs: object) -> None:
-        if not data.get("correlation_id") and not data.get("event_id"):
-            raise ValidationError("give correlation_id or event_id", "correlation_id")
+    # Required: a search without it has nothing to look for (one event by id is /admin/events/{event_id}).
+    correlation_id = fields.Str(required=True, validate=validate.Length(1, 200))
 
 
 class DeadLetterQuery(Schema):
-    start = fields.Str(data_key="from", load_default=None, validate=_entry_id)
+    start = _start()
     count = fields.Int(load_default=20, validate=_COUNT)
     stream = fields.Str(load_default=None, validate=validate.Length(1, 200))
     group = fields.Str(load_default=None, validate=validate.Length(1, 200))
@@ -187,7 +194,15 @@ async def drop_dead_letter(request: web.Request) -> web.Response:
 
 @admin_only
 async def unknown(request: web.Request) -> web.Response:
+    allowed = _methods_of(request.path)
+    if allowed:  # a route of ours, another method: say which ones it takes (RFC 9110 §15.5.6)
+        raise MethodNotAllowed(headers={"Allow": ",".join(allowed)})
     raise NotFound()
+
+
+def _methods_of(path: str) -> list[str]:
+    methods = {method for method, template in _TEMPLATES if template.fullmatch(path)}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 # (method, path under /api/v1/admin, handler): the whole admin API.
@@ -202,6 +217,12 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/dlq/{id}", show_dead_letter),
     ("POST", "/dlq/{id}/replay", replay_dead_letter),
     ("DELETE", "/dlq/{id}", drop_dead_letter),
+)
+
+
+# Each route's path as a pattern (a `{name}` is one path segment), for the methods a path takes.
+_TEMPLATES = tuple(
+    (method, re.compile(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(ADMIN_PREFIX + path)))) for method, path, _ in ROUTES
 )
 
 

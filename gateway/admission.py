@@ -2,9 +2,13 @@
 
 The services verify the token again; checking it here too turns a bad token into an early 401 that
 costs no upstream work. For an authenticated request the session deny-list lookup and the user's
-rate-limit hit share one Redis round trip. When Redis is down the deny-list fails closed (503: a
-logged-out token must not come back to life), so the user limit, in the same pipeline, fails with it;
-the per-IP limit on the public endpoints fails open (see `gateway.ratelimit`).
+rate-limit hit share one Redis round trip. The public endpoints that cost the most (sign-up, login,
+refresh: a password hash or a signature check and a database write each) are limited per client IP,
+each with its own allowance. Counting is `common.redis.ratelimit`'s fixed-window mechanism.
+
+Every check here fails closed: when Redis cannot answer (down, or its connection pool exhausted past
+its timeout) the answer is 503 with `Retry-After`, never a request let through uncounted or with an
+unchecked token (a logged-out token must not come back to life).
 
 The token's signature is checked once per token (`TokenVerifier.access_claims` remembers it); the
 deny-list and the rate limit on every request.
@@ -13,15 +17,27 @@ deny-list and the rate limit on every request.
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from common.core.errors import ServiceUnavailable, Unauthorized
 from common.core.settings import Settings
+from common.redis import ratelimit
 from common.service.runtime import Runtime
 from common.service.tokens import TokenVerifier, bearer_token, revoked_session_key
-from gateway import ratelimit
 from gateway.routing import Access
+
+log = structlog.get_logger("gateway.admission")
+
+
+def ip_key(path: str, ip: str) -> str:
+    # One counter per endpoint: a burst of sign-ups from a shared address does not lock its logins.
+    return "gateway:ratelimit:ip:" + path + ":" + ip
+
+
+def user_key(user_id: str) -> str:
+    return "gateway:ratelimit:user:" + user_id
 
 
 class Admission:
@@ -29,6 +45,8 @@ class Admission:
 
     def __init__(self, settings: Settings) -> None:
         self._per_ip = settings.rate_limit_auth_per_minute
+        # Refreshing is a client's routine (every access-token lifetime), not a guess: its own allowance.
+        self._per_ip_of = {"/auth/refresh": settings.rate_limit_refresh_per_minute}
         self._per_user = settings.rate_limit_user_per_minute
         self._redis: aioredis.Redis | None = None
         self._tokens: TokenVerifier | None = None
@@ -43,8 +61,14 @@ class Admission:
         if access is Access.TOKEN:
             await self.admit_token(bearer_token(request.headers.get("Authorization")))
         elif access is Access.PUBLIC_PER_IP:
-            assert self._redis is not None, "Admission.bind was not called"
-            await ratelimit.limit_ip(self._redis, path, request.remote or "unknown", self._per_ip)
+            await self.limit_ip(path, request.remote or "unknown")
+
+    async def limit_ip(self, path: str, ip: str) -> None:
+        """Count a public request against its client IP's allowance for `path`: 429 past it, 503 if unsure."""
+        assert self._redis is not None, "Admission.bind was not called"
+        allowed = self._per_ip_of.get(path, self._per_ip)
+        if allowed > 0:
+            await ratelimit.limit(self._redis, ip_key(path, ip), allowed, what="ip")
 
     async def admit_token(self, token: str | None) -> None:
         """Admit an access token however it came (header, or a WebSocket's query): 401 / 429 / 503 if not."""
@@ -55,10 +79,11 @@ class Admission:
         user_id, session_id = claims["sub"], claims["sid"]
         commands: list[ratelimit.Command] = [("EXISTS", revoked_session_key(session_id))]
         if self._per_user > 0:
-            commands.append(ratelimit.hit(ratelimit.user_key(user_id)))
+            commands.append(ratelimit.hit(user_key(user_id)))
         try:
             results = await ratelimit.execute(self._redis, commands)
         except RedisError as exc:
+            log.warning("gateway.admission_unavailable", error=repr(exc))
             raise ServiceUnavailable("token deny-list unavailable") from exc
         if results[0]:
             raise Unauthorized("token revoked", code="token_revoked")

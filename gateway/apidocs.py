@@ -9,12 +9,15 @@
   answer 404 here.
 - `GET /api/v1/asyncapi.json`: the AsyncAPI document of the event catalog (`common.docs.asyncapi`).
 - `GET /docs`: Swagger UI on the OpenAPI document, its files served from the `swagger-ui-bundle`
-  package under `/docs/static/`, so the page works with no network beyond this host.
+  package under `/docs/static/`, so the page works with no network beyond this host; its
+  Content-Security-Policy allows nothing else (`DOCS_HEADERS`), and it may not be framed.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,9 @@ The public API of Taskswarm, generated from the services' code. Every path is un
 - **Errors**: `{"error": {"code", "message", "details"}}` (`Error`), with `X-Request-ID` on every answer.
 - **Pagination**: offset (`?limit=&offset=` → `{items, total, limit, offset}`) or cursor (`?limit=&cursor=`
   → `{items, next_cursor}`); `limit` defaults to 20, at most 100.
+- **Input**: bodies are JSON (`application/json` or `application/*+json`; anything else is a 415); a query
+  parameter given twice is a 400; an empty optional text parameter (`?cursor=`) counts as not given;
+  ids are UUIDs in their 8-4-4-4-12 form (any other spelling in a path is a 404).
 - **Events**: what the services tell each other is described in the AsyncAPI document at
   `/api/v1/asyncapi.json`."""
 
@@ -156,16 +162,22 @@ def _doc(handler: Any) -> Doc:
 
 HEALTH_DOC = Doc(
     "Readiness of the gateway and of every service replica behind it",
+    description=(
+        "Without a token, or with a non-admin's: only the overall `status`. With an admin's bearer token:"
+        " also `services` and `gateway`, what is failing and why. Probed at most once a second, whoever asks."
+    ),
     response={
         "type": "object",
+        "required": ["status"],
         "properties": {
             "status": {"type": "string", "enum": ["ok", "degraded"]},
             "services": {
                 "type": "object",
-                "description": "per service: `status` (`ok` or `failing`) and each replica's answer by URL",
+                "description": "admins only; per service: `status` (`ok` or `failing`) and each replica's answer"
+                " by URL",
                 "additionalProperties": {"type": "object"},
             },
-            "gateway": {"type": "object", "description": "the gateway's own checks (Redis)"},
+            "gateway": {"type": "object", "description": "admins only; the gateway's own checks (Redis)"},
         },
     },
     responses={503: "something is not ready: the body (the same shape as the 200) says what"},
@@ -193,20 +205,8 @@ async def asyncapi_json(request: web.Request) -> web.Response:
     return web.Response(body=request.app[DOCUMENTS].asyncapi, content_type="application/json")
 
 
-DOCS_HTML = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Taskswarm API</title>
-  <link rel="stylesheet" href="{STATIC_PREFIX}swagger-ui.css">
-  <link rel="icon" type="image/png" href="{STATIC_PREFIX}favicon-32x32.png" sizes="32x32">
-  <style>body {{ margin: 0; }} .events {{ font-family: sans-serif; padding: 8px 20px; }}</style>
-</head>
-<body>
-  <p class="events">Events: <a href="{ASYNCAPI_PATH}">{ASYNCAPI_PATH}</a> (AsyncAPI 3.0)</p>
-  <div id="swagger-ui"></div>
-  <script src="{STATIC_PREFIX}swagger-ui-bundle.js"></script>
-  <script>
+_STYLE = "body { margin: 0; } .events { font-family: sans-serif; padding: 8px 20px; }"
+_INIT_SCRIPT = f"""
     window.ui = SwaggerUIBundle({{
       url: "{OPENAPI_PATH}",
       dom_id: "#swagger-ui",
@@ -215,10 +215,50 @@ DOCS_HTML = f"""<!DOCTYPE html>
       presets: [SwaggerUIBundle.presets.apis],
       layout: "BaseLayout",
     }});
-  </script>
+"""
+
+DOCS_HTML = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Taskswarm API</title>
+  <link rel="stylesheet" href="{STATIC_PREFIX}swagger-ui.css">
+  <link rel="icon" type="image/png" href="{STATIC_PREFIX}favicon-32x32.png" sizes="32x32">
+  <style>{_STYLE}</style>
+</head>
+<body>
+  <p class="events">Events: <a href="{ASYNCAPI_PATH}">{ASYNCAPI_PATH}</a> (AsyncAPI 3.0)</p>
+  <div id="swagger-ui"></div>
+  <script src="{STATIC_PREFIX}swagger-ui-bundle.js"></script>
+  <script>{_INIT_SCRIPT}</script>
 </body>
 </html>
 """
+
+
+def _sha256(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+# The page runs only this host's files and its own two inline blocks (allowed by their hashes, so an
+# injected script or style would not run); it fetches only from this host (the documents, "Try it out");
+# Swagger UI draws its icons as data: images and sets element styles from script (not inline markup,
+# which `style-src` would govern). Nobody may frame it (clickjacking "Try it out" with a victim's token).
+DOCS_HEADERS = {
+    "Content-Security-Policy": "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' {_sha256(_INIT_SCRIPT)}",
+            f"style-src 'self' {_sha256(_STYLE)}",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+    "X-Frame-Options": "DENY",
+}
 
 
 @doc(
@@ -229,14 +269,14 @@ DOCS_HTML = f"""<!DOCTYPE html>
 )
 @public
 async def docs_page(request: web.Request) -> web.Response:
-    return web.Response(text=DOCS_HTML, content_type="text/html")
+    return web.Response(text=DOCS_HTML, content_type="text/html", headers=DOCS_HEADERS)
 
 
 @public
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = SWAGGER_UI_DIR / name
-    if not _ASSET_NAME.match(name) or not path.is_file():
+    if not _ASSET_NAME.fullmatch(name) or not path.is_file():
         raise NotFound()
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 

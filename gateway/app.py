@@ -3,7 +3,8 @@
 The admin routes of stream inspection (`gateway.admin`, `/api/v1/admin/...`) are answered here from
 Redis; every other path under `/api/v1` goes to one catch-all handler (`gateway.proxy.handle`), which hands
 WebSocket upgrades on WebSocket routes to `gateway.websocket`; `/health`
-aggregates the services' readiness (`gateway.health`) in place of the common liveness answer;
+aggregates the services' readiness (`gateway.health`: details for admins only) in place of the common
+liveness answer;
 `/ready` stays the common one (is the gateway's own Redis reachable).
 """
 
@@ -21,7 +22,7 @@ from common.messaging.readings import StreamGroups
 from gateway.admin import add_admin_routes
 from gateway.admission import Admission
 from gateway.apidocs import add_docs_routes
-from gateway.health import health
+from gateway.health import SHARED_PROBES, SharedProbes, health
 from gateway.proxy import GATEWAY, Gateway, Proxy, handle
 from gateway.routing import API_PREFIX, Router
 from gateway.websocket import WebSocketProxy
@@ -51,6 +52,7 @@ async def close_websockets(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = create_base_app(settings, health_handler=health)
     app[GATEWAY] = Gateway(Router(settings.upstreams()), Admission(settings), Proxy(settings), WebSocketProxy(settings))
+    app[SHARED_PROBES] = SharedProbes()
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(gateway_context)
     app.on_shutdown.append(close_websockets)

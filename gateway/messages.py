@@ -1,4 +1,5 @@
-"""What crosses the gateway in each direction: which headers pass, and how request bodies are bounded.
+"""What crosses the gateway in each direction: which headers pass, and how request bodies are bounded
+(in size by MAX_BODY_BYTES, in time by BODY_READ_TIMEOUT_S: `common.http.bodies`).
 
 Header work is kept to one pass over the headers: copy everything except the hop-by-hop ones, which
 describe a single connection and must not be forwarded (RFC 9110 §7.6.1), including any header the
@@ -13,8 +14,9 @@ from collections.abc import AsyncIterator
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from common.core.errors import PayloadTooLarge
+from common.core.errors import PayloadTooLarge, RequestTimeout
 from common.http.app import REQUEST_ID, REQUEST_ID_HEADER
+from common.http.bodies import body_timeout_s, read_body, read_chunks
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -61,28 +63,33 @@ def client_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
 
 
 class LimitedBody:
-    """A request body of unknown length, streamed upstream chunk by chunk until it passes `limit`.
+    """A request body of unknown length, streamed upstream chunk by chunk until it passes `limit` bytes
+    or `timeout_s` seconds (BODY_READ_TIMEOUT_S).
 
-    Past the limit the stream fails, which aborts the upstream request mid-body: the service never
-    sees a complete request. The client library reports that abort as a connection error; `error`
-    tells the proxy it was our doing, to be answered 413 rather than 502.
+    Past either the stream fails, which aborts the upstream request mid-body: the service never sees a
+    complete request. The client library reports that abort as a connection error; `error` tells the
+    proxy it was our doing, to be answered 413 or 408 rather than 502.
     """
 
-    __slots__ = ("_content", "_limit", "error")
+    __slots__ = ("_content", "_limit", "_timeout_s", "error")
 
-    def __init__(self, content: StreamReader, limit: int) -> None:
+    def __init__(self, content: StreamReader, limit: int, timeout_s: float) -> None:
         self._content = content
         self._limit = limit
-        self.error: PayloadTooLarge | None = None
+        self._timeout_s = timeout_s
+        self.error: PayloadTooLarge | RequestTimeout | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0
-        async for chunk in self._content.iter_any():
-            seen += len(chunk)
-            if seen > self._limit:
-                self.error = PayloadTooLarge(details={"max_bytes": self._limit})
-                raise self.error
-            yield chunk
+        try:
+            async for chunk in read_chunks(self._content, self._timeout_s):
+                seen += len(chunk)
+                if seen > self._limit:
+                    raise PayloadTooLarge(details={"max_bytes": self._limit})
+                yield chunk
+        except (PayloadTooLarge, RequestTimeout) as exc:
+            self.error = exc
+            raise
 
 
 Body = bytes | LimitedBody | None
@@ -94,7 +101,7 @@ async def request_body(request: web.Request, limit: int) -> Body:
     if length is not None:
         if length > limit:  # refuse before reading a byte of it
             raise PayloadTooLarge(details={"max_bytes": limit})
-        return await request.read()
+        return await read_body(request)
     if request.body_exists:  # chunked: the size is known only at its end
-        return LimitedBody(request.content, limit)
+        return LimitedBody(request.content, limit, body_timeout_s(request))
     return None

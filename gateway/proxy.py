@@ -5,7 +5,9 @@ no per-request setup: one `ClientSession` with keep-alive connections to every r
 start-up; headers copied in one pass; small bodies buffered, large ones streamed through.
 
 Upstream failures become the SPEC error shape: no connection (refused, nothing listening) → 503,
-no answer in time → 504, a broken or garbled answer → 502. Nothing is retried once it may have
+no answer in time → 504, a broken or garbled answer → 502. A client that hangs up mid-request breaks
+the upstream exchange too; that is logged as `http.client_gone` and counted as 499, never as a failure
+of the upstream. Nothing is retried once it may have
 reached a service, except what aiohttp itself retries: an idempotent request whose reused keep-alive
 connection turned out to be closed.
 """
@@ -21,9 +23,9 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from common.core.errors import AppError, BadGateway, GatewayTimeout, NotFound, ServiceUnavailable
+from common.core.errors import AppError, BadGateway, GatewayTimeout, MethodNotAllowed, NotFound, ServiceUnavailable
 from common.core.settings import Settings
-from common.http.app import REQUEST_ID, REQUEST_ID_HEADER, public
+from common.http.app import REQUEST_ID, REQUEST_ID_HEADER, answer_nobody, client_gone, note_client_gone, public
 from common.http.labels import label_route
 from gateway.admission import Admission
 from gateway.messages import (
@@ -109,6 +111,9 @@ class Proxy:
             finally:
                 upstream.release()
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if not _aborted_by_us(body) and client_gone(request):
+                # Our client hung up mid-upload, which aborted the upstream request: nothing upstream failed.
+                return answer_nobody(request, exc)
             raise _failure(exc, body, target.replicas.service) from exc
 
     async def _send(
@@ -177,8 +182,8 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
         await response.write_eof()
-    except ConnectionResetError:  # our client went away; nobody is left to answer
-        log.info("gateway.client_disconnected", path=request.path)
+    except ConnectionResetError as exc:  # our client went away; nobody is left to answer
+        note_client_gone(request, exc)
     except (aiohttp.ClientError, TimeoutError) as exc:
         # The upstream broke off mid-answer. Close the client's connection without the final chunk,
         # so it sees a truncated response instead of a complete-looking short one.
@@ -189,9 +194,13 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web
     return response
 
 
+def _aborted_by_us(body: Body) -> bool:
+    return isinstance(body, LimitedBody) and body.error is not None
+
+
 def _failure(exc: BaseException, body: Body, service: str) -> AppError:
     if isinstance(body, LimitedBody) and body.error is not None:
-        return body.error  # we aborted the upload ourselves: the body was too large
+        return body.error  # we aborted the upload ourselves: the body was too large or too slow
     log.warning("gateway.upstream_failed", service=service, error=repr(exc))
     details = {"service": service}
     if isinstance(exc, TimeoutError):
@@ -215,6 +224,19 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+async def _not_routed(request: web.Request) -> AppError:
+    """404, or 405 with `Allow` when the path is one of the gateway's own routes under another method (this
+    catch-all takes every method, so aiohttp's own 405 never happens for e.g. TRACE /api/v1/asyncapi.json)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        return MethodNotAllowed(headers={hdrs.ALLOW: ",".join(sorted(allowed))})
+    return NotFound()
+
+
 @public  # who needs a token is decided per path by the routing table, in Admission, not per route
 async def handle(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
@@ -224,7 +246,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     path, _, query = raw[len(API_PREFIX) :].partition("?")
     target = gateway.router.resolve(path)
     if target is None:
-        raise NotFound()
+        raise await _not_routed(request)
     label_route(request, API_PREFIX + target.prefix, target.replicas.service)
     if target.websocket and is_upgrade(request):  # its own admission (the token may be in the query)
         return await gateway.websockets.relay(request, target, query, gateway.admission)

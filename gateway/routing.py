@@ -55,7 +55,7 @@ class Access(enum.Enum):
 ACCESS: Mapping[tuple[str, str], Access] = {
     ("POST", "/auth/register"): Access.PUBLIC_PER_IP,
     ("POST", "/auth/login"): Access.PUBLIC_PER_IP,
-    ("POST", "/auth/refresh"): Access.PUBLIC,
+    ("POST", "/auth/refresh"): Access.PUBLIC_PER_IP,
     ("GET", "/auth/jwks.json"): Access.PUBLIC,
     # Answered by the gateway itself (gateway.apidocs, like `/docs`), listed so this table names them all.
     ("GET", "/openapi.json"): Access.PUBLIC,

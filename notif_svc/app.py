@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, store_factory: StoreFactory = open_store) 
     """`store_factory` chooses the notification store; tests pass one (e.g. an in-memory MongoDB)."""
     validate(MANIFEST)  # a wrong declaration stops the start-up, instead of silently dropping a check
     app = create_base_app(settings)
-    hub = LiveHub(settings.redis_url, FeedStateCache(max_age_s=RECHECK_INTERVAL_S))
+    hub = LiveHub(settings, FeedStateCache(max_age_s=RECHECK_INTERVAL_S))
     service = NotificationService(runtime_of(app), hub)
     app[LIVE_HUB] = hub
     app[NOTIFICATION_SERVICE] = service

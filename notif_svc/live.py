@@ -3,7 +3,9 @@
 Every notif_svc process holds ONE Redis pub/sub connection (its own client, not the request client's
 pool): PSUBSCRIBE `notif:user:*` and SUBSCRIBE `auth:revocations`. A single reader task dispatches what
 arrives to local listeners (an asyncio queue per waiting request or socket), keyed by user id and by
-session id. Publishing is a plain PUBLISH on the shared client.
+session id, so a held long-poll or an open socket holds no Redis connection at all: any number of them
+wait on their queues while the request pool serves everything else. Publishing is a plain PUBLISH on the
+shared client.
 
 Pub/sub is fire-and-forget: a message sent while the connection is down is lost. So nothing relies on
 it alone: long-polls also re-check the feed version every few seconds, and after every reconnection
@@ -29,6 +31,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from common.core.retry import Backoff
+from common.core.settings import Settings
 from common.redis.client import make_redis
 from common.service.tokens import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
@@ -84,8 +87,8 @@ class Listener:
 
 
 class LiveHub:
-    def __init__(self, redis_url: str, feed_states: FeedStateCache) -> None:
-        self._redis_url = redis_url
+    def __init__(self, settings: Settings, feed_states: FeedStateCache) -> None:
+        self._settings = settings
         # Kept in step with what this connection hears (see notif_svc.feed_states).
         self.feed_states = feed_states
         self._users: dict[str, set[Listener]] = {}
@@ -153,7 +156,7 @@ class LiveHub:
     async def _run(self) -> None:
         backoff = Backoff()
         while True:
-            client = make_redis(self._redis_url)
+            client = make_redis(self._settings, max_connections=1)  # the one pub/sub connection
             try:
                 async with client.pubsub() as pubsub:
                     self._confirmations = 0

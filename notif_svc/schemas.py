@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validates
+from marshmallow import Schema, fields, validate
 
 from common.core.paging import CursorPageQuery
 
@@ -18,12 +18,10 @@ class FeedQuery(CursorPageQuery):
 
     def __init__(self, *, max_wait_s: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.max_wait_s = max_wait_s
-
-    @validates("wait")
-    def _wait_in_range(self, value: int, **_: Any) -> None:
-        if not 0 <= value <= self.max_wait_s:
-            raise ValidationError(f"must be between 0 and {self.max_wait_s}")
+        # A validator of this instance's field (marshmallow copies the declared fields per instance), so the
+        # document shows the bound as minimum/maximum.
+        wait = self.fields["wait"]
+        wait.validators = [*wait.validators, validate.Range(0, max_wait_s, error=f"must be between 0 and {max_wait_s}")]
 
 
 class ActorSchema(Schema):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,8 @@ from common.contracts.notices import NoticeSchema
 from common.contracts.users import current_usernames
 from common.core.envelope import Event, utcnow
 from common.core.errors import NotFound
-from common.core.ids import decode_keyset, encode_keyset, is_uuid
+from common.core.formats import canonical_uuid, is_uuid
+from common.core.ids import decode_keyset, encode_keyset
 from common.service.runtime import Runtime
 from notif_svc import live
 from notif_svc.schemas import NotificationSchema
@@ -79,7 +79,7 @@ def _canonical(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return str(uuid.UUID(value))
+        return canonical_uuid(value)
     except ValueError:
         raise MalformedNotice(f"newNotif with an id that is not a UUID: {value!r}") from None
 
@@ -184,7 +184,7 @@ class NotificationService:
     async def mark_read(self, user_id: str, notification_id: str) -> None:
         if not is_uuid(notification_id):
             raise NotFound(NOT_FOUND)
-        changed = await self.store.mark_read(user_id, str(uuid.UUID(notification_id)), now_ms())
+        changed = await self.store.mark_read(user_id, canonical_uuid(notification_id), now_ms())
         if changed is None:
             raise NotFound(NOT_FOUND)
         if changed:

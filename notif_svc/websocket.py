@@ -21,7 +21,7 @@ import orjson
 import structlog
 from aiohttp import WSCloseCode, web
 
-from common.core.errors import Unauthorized
+from common.core.errors import Unauthorized, ValidationFailed
 from common.http.app import public, runtime_of
 from common.http.docmarks import ACCESS_TOKEN_QUERY, BEARER, doc
 from common.service.tokens import Principal, TokenVerifier, bearer_token
@@ -50,7 +50,25 @@ def _token(request: web.Request) -> str:
     "4002 when the token expires, 1001 at shutdown, 1013 when the client reads too slowly.",
     status=101,
     security=(BEARER, ACCESS_TOKEN_QUERY),
-    errors={400: "not a WebSocket upgrade request"},
+    # The opening handshake (RFC 6455 §4.1): a GET without it is not a WebSocket request, a 400.
+    parameters=(
+        {"in": "header", "name": "Upgrade", "required": True, "schema": {"type": "string", "enum": ["websocket"]}},
+        {"in": "header", "name": "Connection", "required": True, "schema": {"type": "string", "enum": ["Upgrade"]}},
+        {
+            "in": "header",
+            "name": "Sec-WebSocket-Version",
+            "required": True,
+            "schema": {"type": "string", "enum": ["13"]},
+        },
+        {
+            "in": "header",
+            "name": "Sec-WebSocket-Key",
+            "required": True,
+            "description": "16 random bytes, base64",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"},
+        },
+    ),
+    errors={400: "not a WebSocket opening handshake (`invalid_websocket_handshake`)"},
 )
 @public
 async def notifications_ws(request: web.Request) -> web.StreamResponse:
@@ -61,6 +79,8 @@ async def notifications_ws(request: web.Request) -> web.StreamResponse:
         # Listening before the deny-list check: a logout between the two cannot slip through.
         caller = await verifier.verify(token)
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+        if not ws.can_prepare(request).ok:  # aiohttp's own refusal would be a bare 400 `bad_request`
+            raise ValidationFailed("not a WebSocket opening handshake", code="invalid_websocket_handshake")
         await ws.prepare(request)
         log.info("ws.opened", user_id=caller.user_id)
         reader = asyncio.create_task(_read_until_closed(ws, listener))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from common.core.formats import UUID_FORM, OptionalQueryStr, PartialUpdate, UtcDateTime, Uuid, is_uuid, not_blank
 from common.core.paging import CursorPageQuery, OffsetPageQuery
 
 STATUSES = ("todo", "in_progress", "review", "done")
@@ -16,32 +14,9 @@ PRIORITIES = ("low", "medium", "high", "urgent")
 MAX_TITLE = 200
 MAX_DESCRIPTION = 10_000
 
-# RFC 3339 wants a time of day: marshmallow alone would take a bare date as midnight.
-_HAS_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-
-
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("must not be blank")
-
-
-class UtcDateTime(fields.DateTime):
-    """An RFC 3339 date-time, normalised to UTC; a time without an offset is taken as UTC."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if not isinstance(value, str) or not _HAS_TIME.match(value):
-            raise ValidationError("Not a valid RFC 3339 date-time.")
-        parsed: datetime = super()._deserialize(value, attr, data, **kwargs)
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError as exc:  # e.g. year 1 with a positive offset
-            raise ValidationError("Date-time out of range.") from exc
-
 
 def _title(required: bool) -> fields.Str:
-    return fields.Str(required=required, validate=[validate.Length(1, MAX_TITLE), _not_blank])
+    return fields.Str(required=required, validate=[validate.Length(1, MAX_TITLE), not_blank()])
 
 
 def _description(**kwargs: Any) -> fields.Str:
@@ -56,13 +31,13 @@ class CreateProjectRequest(Schema):
     description = _description(load_default="")
 
 
-class UpdateProjectRequest(Schema):
+class UpdateProjectRequest(PartialUpdate):
     title = _title(required=False)
     description = _description()
 
 
 class AddMemberRequest(Schema):
-    user_id = fields.UUID(required=True)
+    user_id = Uuid(required=True)
 
 
 class ProjectListQuery(OffsetPageQuery):
@@ -75,10 +50,10 @@ class CreateCardRequest(Schema):
     status = fields.Str(load_default="todo", validate=validate.OneOf(STATUSES))
     priority = fields.Str(load_default="medium", validate=validate.OneOf(PRIORITIES))
     due_date = UtcDateTime(load_default=None, allow_none=True)
-    assignee_id = fields.UUID(load_default=None, allow_none=True)
+    assignee_id = Uuid(load_default=None, allow_none=True)
 
 
-class UpdateCardRequest(Schema):
+class UpdateCardRequest(PartialUpdate):
     """Partial: only the fields present change; null clears due_date and unassigns."""
 
     title = _title(required=False)
@@ -86,22 +61,21 @@ class UpdateCardRequest(Schema):
     status = fields.Str(validate=validate.OneOf(STATUSES))
     priority = fields.Str(validate=validate.OneOf(PRIORITIES))
     due_date = UtcDateTime(allow_none=True)
-    assignee_id = fields.UUID(allow_none=True)
+    assignee_id = Uuid(allow_none=True)
 
 
 def _assignee_filter(value: str) -> None:
-    if value == "me":
-        return
-    try:
-        uuid.UUID(value)
-    except ValueError as exc:
-        raise ValidationError('must be a UUID or "me"') from exc
+    if value != "me" and not is_uuid(value):
+        raise ValidationError('must be a UUID or "me"')
 
 
 class CardListQuery(CursorPageQuery):
     status = fields.Str(load_default=None, validate=validate.OneOf(STATUSES))
     priority = fields.Str(load_default=None, validate=validate.OneOf(PRIORITIES))
-    assignee_id = fields.Str(load_default=None, validate=_assignee_filter)
+    assignee_id = OptionalQueryStr(
+        validate=_assignee_filter,
+        metadata={"pattern": f"^(?:me|{UUID_FORM})?$", "description": "`me` or a user id; empty: any assignee"},
+    )
     q = fields.Str(load_default=None, validate=validate.Length(max=MAX_TITLE))  # empty: no filter
     due_before = UtcDateTime(load_default=None)
 
@@ -190,6 +164,6 @@ class CommentCountSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    card_id = fields.UUID(required=True)
+    card_id = Uuid(required=True)
     total_comments = fields.Int(required=True, strict=True, validate=validate.Range(min=0))
     total_comments_version = fields.Int(required=True, strict=True)

@@ -18,7 +18,8 @@ import structlog
 
 from common.core.envelope import Event
 from common.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.core.ids import decode_keyset, encode_keyset, is_uuid
+from common.core.formats import is_uuid
+from common.core.ids import decode_keyset, encode_keyset
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
 from common.service.tokens import Principal
@@ -76,8 +77,6 @@ class ProjectService:
             return await self._detail(conn, project)
 
     async def update_project(self, actor: Principal, project_id: str, wanted: dict[str, Any]) -> Record:
-        if not wanted:
-            raise ValidationFailed(details={"_schema": ["nothing to update"]})
         _check_ids(project_id, what="project")
         async with self._rt.db().acquire() as conn, conn.transaction():
             project = await self._enter(conn, project_id, actor, "UPDATE", owner_only=True)
@@ -162,7 +161,7 @@ class ProjectService:
         card_id = str(uuid.uuid4())
         async with self._rt.db().acquire() as conn, conn.transaction():
             project = await self._enter(conn, project_id, actor, "SHARE")
-            assignee = str(body["assignee_id"]) if body.get("assignee_id") is not None else None
+            assignee = body.get("assignee_id")
             await self._check_assignee(conn, project_id, assignee)
             values = {**body, "assignee_id": assignee, "id": card_id, "project_id": project_id}
             card = await store.insert_card(conn, {**values, "created_by": actor.user_id})
@@ -205,10 +204,6 @@ class ProjectService:
         return card
 
     async def update_card(self, actor: Principal, card_id: str, wanted: dict[str, Any]) -> Record:
-        if not wanted:
-            raise ValidationFailed(details={"_schema": ["nothing to update"]})
-        if wanted.get("assignee_id") is not None:
-            wanted = {**wanted, "assignee_id": str(wanted["assignee_id"])}
         async with self._rt.db().acquire() as conn, conn.transaction():
             _project, card = await self._enter_card(conn, card_id, actor)
             changes = _changed(card, wanted)

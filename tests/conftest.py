@@ -76,6 +76,7 @@ def make_settings(servers: Servers, database_url: str):  # type: ignore[no-untyp
             "jwt_private_key_file": str(servers.keys_dir / "jwt_private.pem"),
             "jwt_public_key_file": str(servers.keys_dir / "jwt_public.pem"),
             "log_level": "warning",
+            "metrics_port": 0,  # /metrics on the app's own port: in-process apps of parallel tests share a host
             "consumer_block_ms": 200,
             "consumer_claim_interval_ms": 200,
             "consumer_retry_delay_ms": 50,

@@ -14,6 +14,7 @@ import asyncpg
 from marshmallow import EXCLUDE, Schema, fields
 
 from common.core.envelope import Event
+from common.core.formats import Uuid
 from common.db.upserts import upsert_if_newer, upsert_many_if_newer
 from common.messaging.handlers import BulkHandler
 
@@ -24,7 +25,7 @@ class UserReplicaSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.UUID(required=True)
+    id = Uuid(required=True)
     username = fields.Str(required=True)
     email = fields.Str(load_default=None)
     full_name = fields.Str(load_default=None)
@@ -39,7 +40,6 @@ _user_replica = UserReplicaSchema()
 
 def _user_row(event: Event) -> dict[str, Any]:
     user: dict[str, Any] = _user_replica.load(event.data)
-    user["id"] = str(user["id"])
     return user
 
 

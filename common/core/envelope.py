@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from common.core.formats import is_uuid
+
 STREAM_PREFIX = "events:"
 DEAD_LETTER_STREAM = "events:dlq"
 ENVELOPE_FIELDS = ("id", "type", "producer", "occurred_at", "correlation_id", "actor_id", "data")
@@ -84,11 +86,7 @@ class Event:
             raise MalformedEvent(f"data is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise MalformedEvent("data is not a JSON object")
-        try:
-            canonical = str(uuid.UUID(decoded["id"]))
-        except ValueError:
-            canonical = ""
-        if canonical != decoded["id"].lower():
+        if not is_uuid(decoded["id"]):
             # Consumers key their inbox (and traces) by this id: an entry without a real one is unusable.
             # Only the 8-4-4-4-12 form (any case): the one PostgreSQL's uuid type and every producer share.
             raise MalformedEvent(f"id {decoded['id'][:64]!r} is not a UUID")

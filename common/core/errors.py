@@ -32,6 +32,10 @@ class AppError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
+class BadRequest(AppError):
+    status, code, message = 400, "bad_request", "the request is not valid HTTP"
+
+
 class InvalidJSON(AppError):
     status, code, message = 400, "invalid_json", "request body is not valid JSON"
 
@@ -60,12 +64,28 @@ class MethodNotAllowed(AppError):
     status, code, message = 405, "method_not_allowed", "method not allowed"
 
 
+class RequestTimeout(AppError):
+    status, code, message = 408, "request_timeout", "the request body did not arrive in time"
+
+
 class Conflict(AppError):
     status, code, message = 409, "conflict", "conflict"
 
 
 class PayloadTooLarge(AppError):
     status, code, message = 413, "payload_too_large", "request body is too large"
+
+
+class UriTooLong(AppError):
+    status, code, message = 414, "uri_too_long", "the request line is too long"
+
+
+class UnsupportedMediaType(AppError):
+    status, code, message = 415, "unsupported_media_type", "expected application/json"
+
+
+class RequestHeaderTooLarge(AppError):
+    status, code, message = 431, "request_header_too_large", "a request header is too large, or there are too many"
 
 
 class RateLimited(AppError):
@@ -76,8 +96,17 @@ class BadGateway(AppError):
     status, code, message = 502, "bad_gateway", "upstream service answered badly"
 
 
+# How soon a client may try again after a 503: long enough not to feed the burst that exhausted a pool,
+# short enough to ride out a dependency's restart blip.
+RETRY_UNAVAILABLE_AFTER_S = 2
+
+
 class ServiceUnavailable(AppError):
     status, code, message = 503, "service_unavailable", "a dependency is unavailable"
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(RETRY_UNAVAILABLE_AFTER_S)})
+        super().__init__(message, **kwargs)
 
 
 class GatewayTimeout(AppError):

@@ -1,4 +1,4 @@
-"""Ids and cursors: whether a path id can name anything, and the opaque cursors of keyset pagination.
+"""The opaque cursors of keyset pagination (whether a path id can name anything: `common.core.formats`).
 
 No web framework here: the service layers check ids and decode cursors too, and a malformed cursor is
 a `ValidationFailed` (400) wherever it is found.
@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from common.core.errors import ValidationFailed
-
-
-def is_uuid(value: str) -> bool:
-    """Whether a path id can name anything; callers answer 404 (not 500) when it cannot."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+from common.core.formats import canonical_uuid, utc_instant
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -52,10 +43,9 @@ def decode_keyset(cursor: str) -> tuple[datetime, str]:
     """(created_at, id) from `encode_keyset`'s cursor; a cursor that is not one is a 400."""
     position = decode_cursor(cursor, ("created_at", "id"))
     try:
-        created_at = datetime.fromisoformat(position["created_at"])
-        item_id = str(uuid.UUID(position["id"]))
-    except (TypeError, ValueError, AttributeError) as exc:
+        # In range for every store (common.core.formats.utc_instant), and an id in canonical form.
+        created_at = utc_instant(datetime.fromisoformat(position["created_at"]))
+        item_id = canonical_uuid(position["id"])
+    except (TypeError, ValueError) as exc:
         raise ValidationFailed(details={"cursor": ["invalid cursor"]}) from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailed(details={"cursor": ["invalid cursor"]})
     return created_at, item_id

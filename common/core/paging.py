@@ -11,6 +11,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from common.core.formats import MAX_BIGINT, OptionalQueryStr
+
 MAX_PAGE_SIZE = 100
 
 
@@ -19,12 +21,15 @@ DEFAULT_PAGE_SIZE = 20
 
 class OffsetPageQuery(Schema):
     limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
-    offset = fields.Int(load_default=0, validate=validate.Range(min=0))
+    # Past the end is an empty page; past PostgreSQL's bigint it would be a DataError (a 500).
+    offset = fields.Int(load_default=0, validate=validate.Range(0, MAX_BIGINT))
 
 
 class CursorPageQuery(Schema):
     limit = fields.Int(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, MAX_PAGE_SIZE))
-    cursor = fields.Str(load_default=None)
+    cursor = OptionalQueryStr(
+        metadata={"description": "a `next_cursor` from the previous page; absent or empty: the first page"}
+    )
 
 
 def offset_page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:

@@ -52,11 +52,24 @@ class Settings:
     port: int = 8080
     # Several processes on one port (SO_REUSEPORT; the kernel spreads connections): `swarm up --gateway-workers`.
     reuse_port: bool = False
+    # `GET /metrics` on this port, never on `port` (common/http/metrics_endpoint.py); 0: on `port` after all.
+    metrics_port: int = 9464
+    # A request body must arrive within this many seconds, or the answer is 408 and the connection closes.
+    body_read_timeout_s: float = 15.0
+    # Idle keep-alive connections close after this long, and so does one whose request head (line and
+    # headers) has not fully arrived by then. Longer than the keep-alive of the clients' pools (aiohttp's:
+    # 15 s; load balancers': 60 s), so a client never sends on a connection the server is closing.
+    keepalive_timeout_s: float = 75.0
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/taskswarm"
     db_pool_min: int = 2
     db_pool_max: int = 20
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Each process's Redis connections (common.redis.client.make_redis). A command holds one for a round trip
+    # (well under a millisecond), so 50 carry thousands of concurrent requests; past them requests queue,
+    # and one that waits longer than the timeout answers 503 (Redis is stuck: a healthy queue drains in ms).
+    redis_pool_max: int = 50
+    redis_pool_timeout_s: float = 5.0
 
     log_level: str = "info"
     log_format: str = "json"  # json | console
@@ -108,6 +121,13 @@ class Settings:
     upstream_connect_timeout_s: float = 2.0
     rate_limit_auth_per_minute: int = 20
     rate_limit_user_per_minute: int = 1200
+    rate_limit_refresh_per_minute: int = 60  # per IP: a client refreshes once per access-token lifetime
+
+    # auth_svc: failed logins per login name (username or email) and window; past them (attempts count as
+    # they start, successes are given back), 429 until the window (opened by the first, never extended)
+    # ends, whether or not the name exists. 0: no limit.
+    login_failures_per_name: int = 10
+    login_failure_window_s: int = 900
 
     # Stream retention (common/messaging/retention/), for the services that install `retention_context`: trim the
     # streams they produce to entries younger than this (never what a group has not acknowledged); 0: off.
@@ -131,6 +151,11 @@ class Settings:
             object.__setattr__(settings, "consumer_name", _default_consumer_name(settings.service_name))
         if settings.consumer_concurrency < 1:
             raise SettingsError(f"CONSUMER_CONCURRENCY must be at least 1, not {settings.consumer_concurrency}")
+        if settings.redis_pool_max < 1 or settings.redis_pool_timeout_s <= 0:
+            raise SettingsError("REDIS_POOL_MAX must be at least 1 and REDIS_POOL_TIMEOUT_S above 0")
+        for name in ("body_read_timeout_s", "keepalive_timeout_s"):
+            if getattr(settings, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be more than 0, not {getattr(settings, name)}")
         if settings.log_format not in {"json", "console"}:
             raise SettingsError(f"LOG_FORMAT must be json or console, not {settings.log_format!r}")
         return settings

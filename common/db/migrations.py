@@ -43,7 +43,7 @@ class Migration:
 def discover(namespace: str, directory: Path) -> list[Migration]:
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
-        match = _MIGRATION_FILE.match(path.name)
+        match = _MIGRATION_FILE.fullmatch(path.name)
         if not match:
             raise MigrationError(f"migration file {path} is not named NNN_name.sql")
         version = int(match.group(1))

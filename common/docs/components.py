@@ -37,6 +37,7 @@ _STATUS_MEANING = {
     404: "not found, or not visible to the caller",
     409: "conflict",
     413: "request body too large",
+    415: "the body is not sent as `application/json` (code `unsupported_media_type`)",
     429: "rate limited: retry after `Retry-After` seconds",
     502: "the service answered badly",
     503: "a dependency (database, Redis, the service) is unavailable; retry",
@@ -117,9 +118,10 @@ class SchemaNames:
 
 
 def describe_schemas(document: dict[str, Any], names: SchemaNames) -> None:
-    """Use each schema class's own docstring as its description."""
+    """Use each schema class's own docstring as its description, and add its `json_schema` rules."""
     for name, component in document.get("components", {}).get("schemas", {}).items():
         cls = names.classes.get(name)
+        component.update(getattr(cls, "json_schema", {}))
         text = cls.__dict__.get("__doc__") if cls is not None else None
         if text and "description" not in component:
             component["description"] = " ".join(text.split())

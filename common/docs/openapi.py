@@ -30,6 +30,7 @@ from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from common.core.formats import UUID_PATTERN, string_rules
 from common.docs.components import SchemaNames, dataclass_schema, describe_schemas, error_response
 from common.http.app import is_public, public
 from common.http.docmarks import ACCESS_TOKEN_QUERY, BEARER, Doc, ResponseLike, doc_of
@@ -48,13 +49,16 @@ class OpenAPIBuilder:
 
     def __init__(self, title: str, *, description: str = "", version: str = API_VERSION) -> None:
         self.names = SchemaNames()
+        plugin = MarshmallowPlugin(schema_name_resolver=self.names)
         self.spec = APISpec(
             title=title,
             version=version,
             openapi_version=OPENAPI_VERSION,
-            plugins=[MarshmallowPlugin(schema_name_resolver=self.names)],
+            plugins=[plugin],
             info={"description": description},
         )
+        assert plugin.converter is not None  # made by APISpec's init
+        plugin.converter.add_attribute_function(string_rules)  # type: ignore[no-untyped-call]  # apispec leaves it unannotated
         self.spec.components.security_scheme(
             BEARER,
             {
@@ -153,7 +157,7 @@ class OpenAPIBuilder:
             "in": "path",
             "name": name,
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
             "description": "a UUID (anything else is a 404)",
         }
 
@@ -183,7 +187,7 @@ class OpenAPIBuilder:
         if names_something:
             wanted[404] = ""
         if described.request is not None:
-            wanted[413] = ""
+            wanted[413] = wanted[415] = ""
         wanted[503] = ""
         if extra_errors is not None:
             wanted.update(extra_errors(method, path, secured))

@@ -4,11 +4,13 @@ It installs, in this order (outermost first):
 - request id: reuse a sane incoming `X-Request-ID` or make one, bind it to the log context and the
   event correlation id, echo it on every response (errors included);
 - metrics: count and time every request by route template and final status (`common.service.metrics`);
-- errors: every exception becomes the SPEC error shape; unknown routes, wrong methods and oversized
-  bodies too, so no HTML error page ever leaves a service;
+- errors: every exception becomes the SPEC error shape; unknown routes, wrong methods (with `Allow`)
+  and oversized bodies too, so no HTML error page ever leaves a service; a client that hung up is
+  logged as `http.client_gone` and counted as 499, never as a failure of ours;
 - auth: every route needs a verified bearer token unless its handler is marked `@public`.
 and `GET /health` (alive), `GET /ready` (every registered readiness check passes) and `GET /metrics`
-(Prometheus text, no token: keep it off the public network at the edge).
+(Prometheus text, on its own port: `common.http.metrics_endpoint`); every answer gets the headers of
+`common.http.headers` (nosniff, no `Server` banner).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
 import orjson
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from redis.exceptions import RedisError
 
 from common.core.envelope import correlation_id_var
@@ -32,12 +34,14 @@ from common.core.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
 )
 from common.core.settings import Settings
+from common.http.headers import secure_response
 from common.http.labels import route_of
-from common.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from common.http.metrics_endpoint import METRICS_PATH, metrics_handler, metrics_server
 from common.service.runtime import Runtime
 from common.service.tokens import Principal, bearer_token
 
@@ -48,6 +52,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RUNTIME = web.AppKey("runtime", Runtime)
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey("principal", Principal)
+_CLIENT_GONE = web.RequestKey("client_gone", bool)
+
+# nginx's status for "the client closed the connection before its answer": logged and counted, never sent.
+CLIENT_GONE = 499
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -65,7 +73,7 @@ def is_public(handler: Any) -> bool:
     return bool(getattr(handler, _PUBLIC_ATTR, False))
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     body = orjson.dumps(data, option=orjson.OPT_UTC_Z)
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")
 
@@ -77,6 +85,29 @@ def error_response(error: AppError) -> web.Response:
 def runtime_of(app: web.Application) -> Runtime:
     """The `Runtime` of a service's application (created by `create_app`, filled by its cleanup contexts)."""
     return app[RUNTIME]
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the caller's connection is gone (it hung up, or we are closing it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def note_client_gone(request: web.Request, error: BaseException) -> None:
+    """The caller hung up mid-request: nothing of ours failed. Logged as such and counted as 499."""
+    log.info("http.client_gone", error=repr(error))
+    request[_CLIENT_GONE] = True
+
+
+def answer_nobody(request: web.Request, error: BaseException) -> web.Response:
+    """What a handler returns when the caller hung up: nobody will read it, the status is for the books."""
+    note_client_gone(request, error)
+    return web.Response(status=CLIENT_GONE)
+
+
+def status_of(request: web.Request, response: web.StreamResponse) -> int:
+    """The status a request is logged and counted with: its answer's, or 499 if the caller hung up."""
+    return CLIENT_GONE if request.get(_CLIENT_GONE) else response.status
 
 
 def principal(request: web.Request) -> Principal:
@@ -91,7 +122,7 @@ def new_request_id() -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+    request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
     request[REQUEST_ID] = request_id
     token = correlation_id_var.set(request_id)
     started = time.perf_counter()
@@ -106,7 +137,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
             "http.request",
             method=request.method,
             path=request.path,
-            status=response.status,
+            status=status_of(request, response),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return response
@@ -118,13 +149,13 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     status = 500
     try:
         response = await handler(request)
-        status = response.status
+        status = status_of(request, response)
         return response
     except web.HTTPException as exc:  # redirects and 304s: errors became responses further in
         status = exc.status
         raise
     except asyncio.CancelledError:
-        status = 499  # the client went away before its answer (nginx's code for it)
+        status = CLIENT_GONE  # the client went away (where that cancels handlers), or a shutdown did not wait
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -147,15 +178,28 @@ _DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
 )
 
 
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
+class _LastResponse(web.Response):
+    """An answer that ends its connection as soon as it is sent. After a body that did not arrive in time,
+    aiohttp would otherwise keep reading (and dropping) the rest of it for up to 10 s (its lingering time)."""
+
+    def __init__(self, transport: asyncio.BaseTransport | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._transport = transport
+        self.force_close()  # `Connection: close`
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        if self._transport is not None:
+            self._transport.close()
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except RequestTimeout as exc:  # the body is still arriving, slowly: answer, then hang up
+        body = orjson.dumps(exc.to_body())
+        return _LastResponse(request.transport, body=body, status=exc.status, content_type="application/json")
     except AppError as exc:
         if exc.status >= 500:
             log.warning("http.dependency_error", code=exc.code, error=exc.message)
@@ -166,15 +210,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error_type = _HTTP_ERRORS.get(exc.status)
         error = error_type() if error_type else AppError(exc.reason, code=exc.reason.lower().replace(" ", "_"))
         error.status = exc.status
+        if hdrs.ALLOW in exc.headers:  # a 405 says which methods the resource has (RFC 9110 §15.5.6)
+            error.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
         return error_response(error)
     except _DEPENDENCY_DOWN as exc:
-        if _client_gone(request):
-            # The caller hung up mid-request (reading its body or writing to it failed): nothing of ours
-            # is down, and nobody will read the answer.
-            log.info("http.client_gone", error=repr(exc))
-        else:
-            # A dependency is down or went away mid-request: say so, with a retryable status.
-            log.warning("http.dependency_unavailable", error=repr(exc))
+        if client_gone(request):
+            # Reading the caller's body or writing to it failed because it hung up: nothing of ours is down.
+            return answer_nobody(request, exc)
+        # A dependency is down or went away mid-request: say so, with a retryable status.
+        log.warning("http.dependency_unavailable", error=repr(exc))
         return error_response(ServiceUnavailable())
     except asyncpg.TooManyConnectionsError:
         return error_response(ServiceUnavailable("database is overloaded"))
@@ -218,12 +262,6 @@ async def ready(request: web.Request) -> web.Response:
     return json_response({"status": "ready" if ok else "not_ready", "checks": results}, 200 if ok else 503)
 
 
-@public
-async def metrics(request: web.Request) -> web.Response:
-    body = await request.app[RUNTIME].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
 def create_app(settings: Settings, *, health_handler: Handler = health) -> web.Application:
     """A bare service application: middlewares, health and readiness, nothing service-specific.
 
@@ -236,8 +274,12 @@ def create_app(settings: Settings, *, health_handler: Handler = health) -> web.A
         middlewares=[request_id_middleware, metrics_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
-    app[RUNTIME] = Runtime(settings)
+    app[RUNTIME] = runtime = Runtime(settings)
+    app.on_response_prepare.append(secure_response)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
+    if settings.metrics_port:
+        app.cleanup_ctx.append(metrics_server(runtime))
+    else:
+        app.router.add_get(METRICS_PATH, public(metrics_handler(runtime)))
     return app

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from common.core.envelope import stream_for
-from common.core.settings import Settings
+from common.core.settings import Settings, SettingsError
 from common.core.tasks import stop_with_grace
 from common.db.migrations import migrate
 from common.db.pool import create_pool
@@ -39,7 +39,7 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
     """Redis client + the token verifier (it needs Redis for the session deny-list)."""
     rt = runtime_of(app)
-    rt.redis = make_redis(rt.settings.redis_url)
+    rt.redis = make_redis(rt.settings)
     rt.verifier = TokenVerifier(rt.settings.read_public_key(), rt.settings.jwt_issuer, rt.redis)
     rt.readiness["redis"] = _ping_redis(rt.redis)
     yield
@@ -116,6 +116,12 @@ def consumer_context(handlers: Mapping[str, Handler]) -> CleanupContext:
     async def context(app: web.Application) -> AsyncIterator[None]:
         rt = runtime_of(app)
         settings = rt.settings
+        if settings.redis_pool_max <= settings.consumer_concurrency:
+            # Each loop holds a pooled connection through its blocking read: requests need some left.
+            raise SettingsError(
+                f"REDIS_POOL_MAX ({settings.redis_pool_max}) must exceed CONSUMER_CONCURRENCY "
+                f"({settings.consumer_concurrency}): each consumer loop holds a connection while it waits"
+            )
         rt.workers = [
             ConsumerWorker(
                 redis=rt.redis_client(),

@@ -5,6 +5,10 @@ one shared instance per class; an instance when it is configured) and get a plai
 request ends with `invalid_json` / `validation_error` and per-field details.
 Schemas reject unknown fields (marshmallow's default RAISE), so a typo is an error, not silence.
 Ids and cursors, which the service layers check too, are `common.core.ids`; page queries `common.core.paging`.
+A body must be sent as JSON (`application/json` or `application/*+json`, any parameters): anything else
+is a 415. A query parameter given twice is a 400: no list-valued parameter exists, and picking one of
+the values would answer a question the client did not ask.
+What each id, number and time may be is `common.core.formats`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from common.core.errors import InvalidJSON, ValidationFailed
+from common.core.errors import InvalidJSON, UnsupportedMediaType, ValidationFailed
+from common.http.bodies import read_body
 
 
 def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
@@ -45,11 +50,23 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or `application/<anything>+json` (aiohttp already dropped the parameters)."""
+    kind, _, subtype = content_type.lower().partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def read_json(request: web.Request) -> Any:
-    """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields."""
-    raw = await request.read()
+    """The decoded JSON body. An empty body counts as `{}` so "missing fields" errors name the fields;
+    a body in another media type is a 415 (a form or `text/plain` is not read as JSON by guesswork)."""
+    raw = await read_body(request)  # within BODY_READ_TIMEOUT_S, or 408
     if not raw.strip():
         return {}
+    if not is_json_media_type(request.content_type):
+        raise UnsupportedMediaType(
+            f"send the body as application/json, not {request.content_type}",
+            details={"content_type": request.content_type},
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -75,5 +92,10 @@ async def parse_body(request: web.Request, schema: SchemaArg, *, partial: bool =
 
 
 def parse_query(request: web.Request, schema: SchemaArg) -> dict[str, Any]:
-    # Repeated parameters keep their last value; list-valued filters are not part of the API.
-    return load(_schema(schema), dict(request.query))
+    """The query string loaded by `schema`. No parameter of the API takes a list, so a repeated one is a
+    400 (`?limit=1&limit=100` would otherwise quietly mean one of them)."""
+    query = request.query
+    repeated = sorted({name for name in query if len(query.getall(name)) > 1})
+    if repeated:
+        raise ValidationFailed(details={name: ["given more than once"] for name in repeated})
+    return load(_schema(schema), dict(query))

@@ -2,20 +2,13 @@
 
 Redis makes an entry's id from its clock when the entry is added: the milliseconds part is when, and
 ids sort in the order entries were added to one stream. Views show that time next to every id.
+What a valid id is (each part below 2^64): `common.core.formats.is_entry_id`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-_ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
-
-
-def is_entry_id(value: str) -> bool:
-    """`<ms>-<seq>` or `<ms>` (what XRANGE accepts as a bound)."""
-    return bool(_ENTRY_ID.match(value))
 
 
 def entry_key(ms_seq: str) -> tuple[int, int]:

@@ -80,11 +80,14 @@ def urls_table(state: SwarmState) -> Table:
     table = Table(title="Taskswarm", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("where")
+    table.add_column("metrics (Prometheus)")
     if state.gateway:
-        table.add_row("gateway", state.gateway.url)
+        table.add_row("gateway", state.gateway.url, state.gateway.metrics_url or "")
+        for worker in state.more_gateway_workers:  # on the gateway's port; metrics of their own
+            table.add_row(worker.label, "", worker.metrics_url or "")
     for service in state.services.values():
         for replica in service.replicas:
-            table.add_row(replica.label, replica.url)
+            table.add_row(replica.label, replica.url, replica.metrics_url or "")
     table.add_row("redis" + ("" if state.redis.embedded else " (external)"), state.redis.url)
     table.add_row("postgres" + ("" if state.postgres.embedded else " (external)"), state.postgres.url)
     table.add_row("data", state.data_dir)

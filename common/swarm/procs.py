@@ -70,6 +70,7 @@ class ChildProcess:
     port: int
     env: dict[str, str]
     host: str = "127.0.0.1"
+    metrics_port: int | None = None  # None: its metrics are on `port` (METRICS_PORT=0)
     process: subprocess.Popen[bytes] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     started_at: float = 0.0
@@ -83,6 +84,11 @@ class ChildProcess:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where Prometheus (or a curious operator) reads this process's metrics."""
+        return f"http://{self.host}:{self.metrics_port or self.port}/metrics"
 
     @property
     def pid(self) -> int | None:

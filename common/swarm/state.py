@@ -35,6 +35,8 @@ class ProcessState:
     url: str
     port: int
     pid: int | None = None
+    metrics_port: int | None = None  # absent from the state of a `swarm up` that served metrics on `port`
+    metrics_url: str | None = None
 
 
 @dataclass

@@ -218,12 +218,13 @@ class Swarm:
             return explicit
         return "console" if sys.stdout.isatty() else "json"
 
-    def _base_env(self, spec: ServiceSpec, index: int, port: int) -> dict[str, str]:
+    def _base_env(self, spec: ServiceSpec, index: int, port: int, metrics_port: int) -> dict[str, str]:
         env = {**os.environ, **self.config.env}
         env.update(
             SERVICE_NAME=spec.name,
             HOST=self.config.host,
             PORT=str(port),
+            METRICS_PORT=str(metrics_port),
             REDIS_URL=self.redis_url,
             JWT_PUBLIC_KEY_FILE=str(self.keys_dir / "jwt_public.pem"),
             JWT_PRIVATE_KEY_FILE=str(self.keys_dir / "jwt_private.pem") if spec.name in TOKEN_SIGNERS else "",
@@ -243,19 +244,25 @@ class Swarm:
             env.pop("DATABASE_URL", None)  # the external admin DSN is for us, not for the child
         return env
 
-    def _previous_port(self, label: str) -> int | None:
-        if self._previous is None:
-            return None
-        return next((p.port for p in self._previous.processes() if p.label == label), None)
+    def _previous_ports(self, label: str) -> tuple[int | None, int | None]:
+        """The API and metrics ports `label` had last run, to keep them when they are still free."""
+        previous = self._previous.processes() if self._previous is not None else []
+        found = next((p for p in previous if p.label == label), None)
+        return (found.port, found.metrics_port) if found is not None else (None, None)
+
+    def _child(self, spec: ServiceSpec, index: int, port: int | None = None, **env: str) -> ChildProcess:
+        """A process of `spec`; `port` when it is given (the gateway's), else a free one. Its metrics get
+        a port of their own either way: every gateway worker's too, so each is scraped apart."""
+        previous_port, previous_metrics = self._previous_ports(f"{spec.name}.{index}")
+        port = port or self._ports.pick(previous_port)
+        metrics_port = self._ports.pick(previous_metrics)
+        base = self._base_env(spec, index, port, metrics_port)
+        return ChildProcess(spec, index, port, {**base, **env}, self.config.host, metrics_port=metrics_port)
 
     def _spawn_all(self) -> None:
         for spec in self.services:
             for index in range(1, max(1, self.config.replicas.get(spec.name, 1)) + 1):
-                label = f"{spec.name}.{index}"
-                port = self._ports.pick(self._previous_port(label))
-                self.children.append(
-                    ChildProcess(spec, index, port, self._base_env(spec, index, port), self.config.host)
-                )
+                self.children.append(self._child(spec, index))
         if self.gateway_spec is not None:
             port = self.config.gateway_port
             if not port_available(port, self.config.host):
@@ -271,8 +278,7 @@ class Swarm:
             if workers > 1:
                 routes["REUSE_PORT"] = "true"  # the workers share the port
             for index in range(1, workers + 1):
-                env = {**self._base_env(self.gateway_spec, index, port), **routes}
-                self.children.append(ChildProcess(self.gateway_spec, index, port, env, self.config.host))
+                self.children.append(self._child(self.gateway_spec, index, port, **routes))
         self.printer.width = max([self.printer.width, *(len(c.label) for c in self.children)])
         for child in self.children:
             child.start(self.printer)
@@ -321,7 +327,9 @@ class Swarm:
     # -- state --------------------------------------------------------------------------------------
 
     def _process_state(self, child: ChildProcess, running: bool) -> ProcessState:
-        return ProcessState(child.label, child.url, child.port, child.pid if running else None)
+        return ProcessState(
+            child.label, child.url, child.port, child.pid if running else None, child.metrics_port, child.metrics_url
+        )
 
     def _save(self, status: str) -> SwarmState:
         running = status != "stopped"

@@ -6,6 +6,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from auth_svc.app import create_app
 from common.core.envelope import ENVELOPE_FIELDS, Event
+from common.core.settings import Settings
 from common.http.app import runtime_of
 from common.redis.client import make_redis
 from common.swarm.embedded import EmbeddedRedis
@@ -78,7 +79,7 @@ async def test_updates_publish_update_user_with_a_higher_version(auth_client, re
 async def test_registration_succeeds_while_redis_is_down_and_its_events_follow_when_it_is_back(make_settings, tmp_path):
     server = EmbeddedRedis(tmp_path / "redis").start()
     app = create_app(make_settings(service_name="auth_svc", redis_url=server.url))
-    client = make_redis(server.url)
+    client = make_redis(Settings(redis_url=server.url))
     try:
         async with TestClient(TestServer(app)) as auth_client:
             server.stop()

@@ -76,7 +76,8 @@ async def test_changing_the_password_revokes_the_other_sessions_only(auth_client
         json={"current_password": "not it at all", "new_password": "brand new pass"},
         headers=bearer(user["access_token"]),
     )
-    assert wrong.status == 400
+    assert wrong.status == 403
+    assert (await wrong.json())["error"]["details"] == {"current_password": ["is not correct"]}
     response = await auth_client.post(
         "/users/me/password",
         json={"current_password": user["password"], "new_password": "brand new pass"},
@@ -148,3 +149,18 @@ async def test_revocations_are_announced_for_long_lived_connections(auth_client,
     finally:
         await pubsub.aclose()
     assert message is not None and message["data"] == session_id
+
+
+async def test_every_answer_carrying_tokens_may_not_be_stored_by_any_cache(auth_client):
+    name = f"user_{uuid.uuid4().hex[:10]}"
+    credentials = {"username": name, "password": "correct horse battery"}
+    registered = await auth_client.post("/auth/register", json={**credentials, "email": f"{name}@example.com"})
+    logged_in = await auth_client.post("/auth/login", json=credentials)
+    refreshed = await refresh(auth_client, (await logged_in.json())["refresh_token"])
+
+    for response in (registered, logged_in, refreshed):
+        assert response.status in (200, 201), await response.text()
+        assert "access_token" in await response.json()
+        assert response.headers.getall("Cache-Control") == ["no-store"], response.url
+    me = await auth_client.get("/users/me", headers=bearer((await refreshed.json())["access_token"]))
+    assert "Cache-Control" not in me.headers  # only where a token is in the answer

@@ -77,7 +77,8 @@ async def test_invalid_bodies_are_400_with_per_field_details_on_create_and_edit(
             error = (await response.json())["error"]
             assert error["code"] == "validation_error", (method, name)
             assert field in error["details"], (method, name, error)
-        response = await world.client.request(method, path, data=b"{not json", headers=owner.headers)
+        as_json = {**owner.headers, "Content-Type": "application/json"}
+        response = await world.client.request(method, path, data=b"{not json", headers=as_json)
         assert response.status == 400
         assert (await response.json())["error"]["code"] == "invalid_json"
     detail = await (await world.client.get(f"/comments/{comment['id']}", headers=owner.headers)).json()

@@ -235,10 +235,24 @@ def test_settings_in_the_config_map_are_settings(manifests: Manifests) -> None:
 # -- probes, consumers, disruptions ---------------------------------------------------------------------------
 
 
+def test_metrics_are_scraped_from_their_own_port_which_no_service_routes(manifests: Manifests) -> None:
+    metrics_port = int(config_data(manifests)["METRICS_PORT"])
+    assert metrics_port == Settings().metrics_port
+    for name in app_deployments():
+        workload = deployment(manifests, name)
+        assert container(workload)["ports"] == [
+            {"name": "http", "containerPort": 8080},
+            {"name": "metrics", "containerPort": metrics_port},
+        ]
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(metrics_port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert manifests[("Service", name)]["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+
+
 def test_services_are_probed_on_ready_and_health(manifests: Manifests) -> None:
     for spec in topology.services():
         main = container(deployment(manifests, compose_name(spec.name)))
-        assert main["ports"] == [{"name": "http", "containerPort": 8080}]
         assert main["readinessProbe"]["httpGet"] == {"path": spec.ready_path, "port": "http"}
         assert main["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
         # Migrations run before the port opens: liveness waits for a startup probe.

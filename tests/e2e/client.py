@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -57,3 +61,21 @@ class Api:
             cursor = page["next_cursor"]
             if cursor is None:
                 return items
+
+    async def admin(self, prefix: str, data_dir: Path) -> Account:
+        """A new user promoted as an operator does it (`swarm users promote` on the system in `data_dir`),
+        logged in again for a token that carries the role."""
+        user = await self.register(prefix)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from common.swarm.cli import main; main()",
+            *("users", "promote", user.username, "--data-dir", str(data_dir)),
+            env=dict(os.environ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, output.decode()
+        tokens = await self.ok("POST", "/auth/login", json={"username": user.username, "password": PASSWORD})
+        return Account(user.id, user.username, tokens["access_token"])

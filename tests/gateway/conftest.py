@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
 from common.core.settings import Settings
+from common.http.server import AppRunner, server_options
 from common.swarm.embedded import free_port
 from gateway.app import create_app
 
@@ -53,13 +54,15 @@ class Upstream:
     """A real HTTP server in place of a service: records what reached it and echoes it back.
 
     Query parameters steer it: `sleep=S` holds the answer up to S seconds, `big=N` streams N bytes
-    (with `sized=1`: with a Content-Length), `gzip=1` answers a gzip-encoded body, `cookie=1` sets one.
+    (with `sized=1`: with a Content-Length), `gzip=1` answers a gzip-encoded body, `cookie=1` sets one,
+    `edge=1` answers with the headers a real service adds (nosniff, no-store) and a `Server` banner.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.seen: list[Seen] = []
         self.ready_status = 200
+        self.ready_calls = 0
         self.release = asyncio.Event()  # set at teardown so held answers end at once
         app = web.Application()
         app.router.add_get("/ready", self._ready)
@@ -71,6 +74,7 @@ class Upstream:
         return f"http://127.0.0.1:{self.server.port}"
 
     async def _ready(self, request: web.Request) -> web.Response:
+        self.ready_calls += 1
         return web.json_response({"status": "ready"}, status=self.ready_status)
 
     async def _echo(self, request: web.Request) -> web.StreamResponse:
@@ -88,6 +92,8 @@ class Upstream:
         headers = {"X-Upstream": self.name, "X-Request-ID": request.headers.get("X-Request-ID", "")}
         if "cookie" in query:
             headers["Set-Cookie"] = "upstream_session=secret; Path=/"
+        if "edge" in query:
+            headers.update({"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Server": "upstream/1"})
         if "gzip" in query:
             headers["Content-Encoding"] = "gzip"
             return web.Response(body=gzip.compress(b"x" * 10_000), headers=headers, content_type="text/plain")
@@ -194,13 +200,27 @@ def gateway_settings(make_settings: MakeSettings, upstreams: dict[str, Upstream]
 StartGateway = Callable[..., Awaitable[TestClient]]
 
 
+class ServedLikeProduction(TestServer):
+    """A TestServer that runs its app as `common.serve` does: `common.http.server`'s protocol and options,
+    and a handler is not cancelled when its client hangs up (aiohttp's test server would cancel it)."""
+
+    def __init__(self, app: web.Application, settings: Settings) -> None:
+        super().__init__(app, host="127.0.0.1")
+        self._settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> AppRunner:
+        kwargs["handler_cancellation"] = False
+        return AppRunner(self.app, **kwargs, **server_options(self._settings))
+
+
 @pytest.fixture
 async def start_gateway(gateway_settings: MakeSettings, redis: Any) -> AsyncIterator[StartGateway]:
     """Start a gateway (on an emptied Redis) with settings overrides; returns a client bound to it."""
     clients: list[TestClient] = []
 
     async def start(**overrides: Any) -> TestClient:
-        client = TestClient(TestServer(create_app(gateway_settings(**overrides)), host="127.0.0.1"))
+        settings = gateway_settings(**overrides)
+        client = TestClient(ServedLikeProduction(create_app(settings), settings))
         await client.start_server()
         clients.append(client)
         return client

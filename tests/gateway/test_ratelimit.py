@@ -1,13 +1,17 @@
-"""Rate limits: per client IP on sign-up and login, per user elsewhere; 429 with Retry-After."""
+"""Rate limits: per client IP on sign-up, login and refresh, per user elsewhere; 429 with Retry-After.
+A limiter that cannot count (Redis down, or its pool exhausted) refuses with 503: it never lets through."""
 
 from __future__ import annotations
+
+import asyncio
 
 import aiohttp
 from aiohttp.test_utils import TestClient
 
+from common.http.app import runtime_of
 from common.swarm.embedded import free_port
-from gateway.ratelimit import ip_key, user_key
-from tests.gateway.conftest import MakeToken, StartGateway
+from gateway.admission import ip_key, user_key
+from tests.gateway.conftest import MakeToken, StartGateway, total_seen
 from tests.helpers import eventually
 
 
@@ -52,8 +56,17 @@ async def test_other_public_endpoints_keep_their_own_allowance(start_gateway: St
     await assert_rate_limited(await login(gateway))
 
     assert (await gateway.post("/api/v1/auth/register", json={})).status == 200
-    assert (await gateway.post("/api/v1/auth/refresh", json={})).status == 200  # not limited per IP
     assert (await gateway.post("/api/v1/auth/refresh", json={})).status == 200
+
+
+async def test_refreshes_over_their_own_limit_from_one_address_are_refused(start_gateway: StartGateway, upstreams):
+    gateway = await start_gateway(rate_limit_auth_per_minute=1, rate_limit_refresh_per_minute=2)
+
+    statuses = [(await gateway.post("/api/v1/auth/refresh", json={})).status for _ in range(2)]
+    await assert_rate_limited(await gateway.post("/api/v1/auth/refresh", json={}))
+
+    assert statuses == [200, 200]
+    assert len(upstreams["auth_svc"].seen) == 2
 
 
 async def test_a_user_over_the_limit_is_refused_and_other_users_are_not(
@@ -112,18 +125,49 @@ async def test_counting_goes_on_after_redis_forgets_the_script(start_gateway: St
     await assert_rate_limited(await gateway.get("/api/v1/projects", headers=token.headers))
 
 
-async def test_without_redis_logins_go_through_but_tokens_cannot_be_checked(
+async def assert_refused_as_unavailable(response: aiohttp.ClientResponse) -> None:
+    assert response.status == 503, await response.text()
+    assert (await response.json())["error"]["code"] == "service_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["X-Request-ID"]
+
+
+async def test_without_redis_neither_logins_nor_tokens_are_let_through(
     start_gateway: StartGateway, upstreams, make_token: MakeToken
 ):
     gateway = await start_gateway(redis_url=f"redis://127.0.0.1:{free_port()}/0", rate_limit_auth_per_minute=1)
 
-    logins = [(await login(gateway)).status for _ in range(2)]
-    authenticated = await gateway.get("/api/v1/projects", headers=make_token().headers)
+    await assert_refused_as_unavailable(await login(gateway))  # the limit cannot count: it refuses
+    await assert_refused_as_unavailable(await gateway.get("/api/v1/projects", headers=make_token().headers))
 
-    assert logins == [200, 200]  # the limit fails open
-    assert authenticated.status == 503  # the deny-list fails closed
-    assert (await authenticated.json())["error"]["code"] == "service_unavailable"
-    assert upstreams["project_svc"].seen == []
+    assert total_seen(upstreams) == 0
+
+
+async def test_with_every_redis_connection_taken_logins_wait_then_are_refused_not_let_through(
+    start_gateway: StartGateway, upstreams
+):
+    gateway = await start_gateway(redis_pool_max=2, redis_pool_timeout_s=0.2)
+    pool = runtime_of(gateway.server.app).redis_client().connection_pool
+    held = [await pool.get_connection() for _ in range(2)]  # as a burst would, for longer than the timeout
+    try:
+        await assert_refused_as_unavailable(await login(gateway))
+        assert upstreams["auth_svc"].seen == []
+    finally:
+        for connection in held:
+            await pool.release(connection)
+
+    assert (await login(gateway)).status == 200  # a connection came back: counted, and let through
+
+
+async def test_a_burst_bigger_than_the_pool_waits_for_connections_instead_of_failing(
+    start_gateway: StartGateway, make_token: MakeToken
+):
+    gateway = await start_gateway(redis_pool_max=2)
+    token = make_token()
+
+    responses = await asyncio.gather(*(gateway.get("/api/v1/projects", headers=token.headers) for _ in range(50)))
+
+    assert [r.status for r in responses] == [200] * 50
 
 
 async def _expired(redis, key: str) -> bool:  # type: ignore[no-untyped-def]

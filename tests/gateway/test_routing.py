@@ -54,6 +54,16 @@ async def test_a_path_no_service_owns_is_a_404_in_the_error_format(gateway, upst
     assert total_seen(upstreams) == 0
 
 
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/asyncapi.json"])
+async def test_another_method_on_a_route_of_the_gateway_itself_is_a_405_with_allow(gateway, upstreams, path):
+    response = await gateway.request("TRACE", path)
+
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET,HEAD"
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert total_seen(upstreams) == 0
+
+
 @pytest.mark.parametrize("path", ["/api/v1/comments/k1", "/api/v1/cards/c1/comments"])
 async def test_paths_of_a_service_not_configured_here_are_404_and_never_fall_through(
     start_gateway: StartGateway, upstreams, make_token: MakeToken, path

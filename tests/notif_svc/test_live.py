@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
+from common.core.settings import Settings
 from common.service.tokens import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LISTENER_LIMIT, Listener, LiveHub, Signal, publish
@@ -23,7 +24,7 @@ from tests.notif_svc.conftest import World
 
 @pytest.fixture
 async def hub(servers, redis: aioredis.Redis) -> AsyncIterator[LiveHub]:  # type: ignore[no-untyped-def]
-    live = LiveHub(servers.redis.url, FeedStateCache(max_age_s=60))
+    live = LiveHub(Settings(redis_url=servers.redis.url), FeedStateCache(max_age_s=60))
     await live.start()
 
     async def connected() -> bool:

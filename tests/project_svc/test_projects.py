@@ -57,7 +57,9 @@ async def test_invalid_project_input_is_a_400_naming_the_field(api, case, body, 
 
 async def test_malformed_json_is_a_400(api):
     [alice] = await api.users("alice", replicate=False)
-    status, error = await api.call("POST", "/projects", alice, data=b"{nope")
+    status, error = await api.call(
+        "POST", "/projects", alice, data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert (status, error["error"]["code"]) == (400, "invalid_json")
 
 

@@ -24,6 +24,7 @@ One module per concern: `entries` (pages, tail, follow), `groups` (streams, lag,
 share is `reading`. This package gathers their public names, so callers write `views.list_streams`.
 """
 
+from common.core.formats import is_entry_id
 from common.messaging.views.dead_letters import (
     DeadLetter,
     DeadLetterPage,
@@ -57,7 +58,7 @@ from common.messaging.views.groups import (
 from common.messaging.views.pending import PendingEntry, PendingPage, pending_entries
 from common.messaging.views.reading import MAX_COUNT, SCAN_LIMIT, dumps, stream_keys
 from common.messaging.views.trace import EventHit, EventSearch, GroupState, find_events, trace_request
-from common.redis.ids import EntryRef, entry_ms, entry_ref, entry_time, is_entry_id, ms_to_time
+from common.redis.ids import EntryRef, entry_ms, entry_ref, entry_time, ms_to_time
 from common.redis.keys import stream_key, stream_type
 
 __all__ = [

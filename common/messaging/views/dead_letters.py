@@ -12,6 +12,7 @@ from redis.exceptions import WatchError
 
 from common.core.envelope import DEAD_LETTER_STREAM
 from common.core.errors import Conflict, NotFound
+from common.core.formats import is_entry_id
 from common.messaging.views.reading import (
     DLQ_SCAN_LIMIT,
     PAGE,
@@ -20,7 +21,7 @@ from common.messaging.views.reading import (
     walk,
     xrange_entries,
 )
-from common.redis.ids import entry_time, is_entry_id
+from common.redis.ids import entry_time
 from common.redis.keys import REPLAY_FOR_FIELD, stream_key
 
 
@@ -132,7 +133,7 @@ async def get_dead_letter(redis: aioredis.Redis, letter_id: str) -> DeadLetter:
 
 async def _dead_letter_fields(redis: aioredis.Redis, letter_id: str, client: Any = None) -> dict[str, str]:
     found: RawEntries = []
-    if is_entry_id(letter_id) and "-" in letter_id:
+    if is_entry_id(letter_id, full=True):
         found = await xrange_entries(client or redis, DEAD_LETTER_STREAM, letter_id, letter_id, 1)
     if not found:
         raise NotFound(f"no dead letter {letter_id}", details={"id": letter_id})
@@ -189,5 +190,5 @@ async def replay_dead_letter(redis: aioredis.Redis, letter_id: str) -> ReplayRes
 
 
 async def drop_dead_letter(redis: aioredis.Redis, letter_id: str) -> None:
-    if not (is_entry_id(letter_id) and "-" in letter_id) or not await redis.xdel(DEAD_LETTER_STREAM, letter_id):
+    if not is_entry_id(letter_id, full=True) or not await redis.xdel(DEAD_LETTER_STREAM, letter_id):
         raise NotFound(f"no dead letter {letter_id}", details={"id": letter_id})

@@ -67,7 +67,7 @@ def run(data_dir: Path | None, query: Callable[[aioredis.Redis], Awaitable[T]]) 
         raise fail(str(exc)) from exc
 
     async def main() -> T:
-        redis = make_redis(settings.redis_url)
+        redis = make_redis(settings)
         try:
             return await query(redis)
         finally:

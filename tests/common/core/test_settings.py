@@ -29,6 +29,10 @@ def test_a_malformed_value_fails_fast_naming_the_variable():
         Settings.from_env({"LOG_FORMAT": "xml"})
     with pytest.raises(SettingsError, match="CONSUMER_CONCURRENCY"):
         Settings.from_env({"CONSUMER_CONCURRENCY": "0"})
+    with pytest.raises(SettingsError, match="REDIS_POOL_MAX"):
+        Settings.from_env({"REDIS_POOL_MAX": "0"})
+    with pytest.raises(SettingsError, match="REDIS_POOL_TIMEOUT_S"):
+        Settings.from_env({"REDIS_POOL_TIMEOUT_S": "0"})
 
 
 def test_only_configured_upstreams_are_listed():

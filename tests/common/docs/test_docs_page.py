@@ -1,7 +1,11 @@
-"""`GET /docs`: Swagger UI from this host only (works offline), no token, its files served by the gateway."""
+"""`GET /docs`: Swagger UI from this host only (works offline), no token, its files served by the gateway,
+under a Content-Security-Policy that lets it run only its own code, and never in a frame."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from html.parser import HTMLParser
 
 from aiohttp.test_utils import TestClient
@@ -71,3 +75,38 @@ async def test_only_the_bundles_own_files_are_served(gateway: TestClient) -> Non
         response = await gateway.get("/docs/static/" + name)
         assert response.status == 404, name
         assert (await response.json())["error"]["code"] == "not_found"
+
+
+def csp_directives(policy: str) -> dict[str, list[str]]:
+    parsed = (part.split() for part in policy.split(";") if part.strip())
+    return {name: sources for name, *sources in parsed}
+
+
+def sha256_source(block: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
+
+
+async def test_the_docs_page_may_run_only_its_own_code_and_may_not_be_framed(gateway: TestClient) -> None:
+    response = await gateway.get("/docs")
+    html = await response.text()
+    policy = csp_directives(response.headers["Content-Security-Policy"])
+
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert policy["frame-ancestors"] == ["'none'"] and policy["default-src"] == ["'none'"]
+    # Every inline block the page has is allowed by its hash, and nothing inline beyond them may run.
+    for directive, tag in (("script-src", "script"), ("style-src", "style")):
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+        assert blocks, tag
+        assert {sha256_source(block) for block in blocks} <= set(policy[directive])
+        assert "'unsafe-inline'" not in policy[directive] and "'unsafe-eval'" not in policy[directive]
+    # This host only (Swagger UI's icons are data: images); "Try it out" calls this host only.
+    sources = [source for found in policy.values() for source in found]
+    assert not [source for source in sources if "://" in source or source in ("*", "http:", "https:")]
+    assert policy["connect-src"] == ["'self'"]
+
+
+async def test_the_docs_assets_say_nosniff_and_name_no_server(gateway: TestClient) -> None:
+    response = await gateway.get("/docs/static/swagger-ui-bundle.js")
+    assert response.status == 200
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Server" not in response.headers

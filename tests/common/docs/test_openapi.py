@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from common.contracts import topology
+from common.core.formats import UUID_PATTERN
 from common.docs.openapi import operations, service_document
 from gateway import admin
 from gateway.apidocs import build_openapi, public_path
@@ -207,7 +208,7 @@ def test_path_ids_are_documented_as_uuids(merged: dict[str, Any]) -> None:
             "in": "path",
             "name": "card_id",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
             "description": "a UUID (anything else is a 404)",
         }
     ]

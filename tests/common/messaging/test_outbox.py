@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from common.core.envelope import ENVELOPE_FIELDS, Event, stream_for
+from common.core.settings import Settings
 from common.messaging.outbox import OutboxRelay, enqueue
 from common.redis.client import make_redis
 from common.swarm.embedded import EmbeddedRedis
@@ -78,7 +79,7 @@ async def test_notify_wakes_the_relay_without_waiting_for_the_poll(pool, redis, 
 
 async def test_events_wait_in_the_outbox_while_redis_is_down_and_leave_when_it_is_back(pool, database_url, tmp_path):
     server = EmbeddedRedis(tmp_path / "redis").start()
-    client = make_redis(server.url)
+    client = make_redis(Settings(redis_url=server.url))
     try:
         server.stop()
         async with relaying(pool, client, database_url, poll_interval_s=0.1):

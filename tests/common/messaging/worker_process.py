@@ -12,6 +12,7 @@ import os
 import signal
 
 from common.core.envelope import Event
+from common.core.settings import Settings
 from common.db.pool import create_pool
 from common.messaging.consumer import ConsumerWorker, WorkerOptions
 from common.redis.client import make_redis
@@ -26,7 +27,7 @@ async def handle_thing(event: Event, conn) -> None:  # type: ignore[no-untyped-d
 
 async def main() -> None:
     pool = await create_pool(os.environ["DATABASE_URL"], 1, 4)
-    redis = make_redis(os.environ["REDIS_URL"])
+    redis = make_redis(Settings(redis_url=os.environ["REDIS_URL"]))
     worker = ConsumerWorker(
         redis=redis,
         pool=pool,

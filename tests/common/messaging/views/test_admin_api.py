@@ -70,6 +70,19 @@ async def test_bad_query_parameters_are_400_and_unknown_names_404(gateway, admin
         assert (status, body["error"]["code"]) == (404, "not_found"), f"{method} {path}"
 
 
+async def test_a_wrong_method_on_an_admin_route_is_a_405_naming_the_methods_it_takes(gateway, admin_headers):
+    for method, path, allowed in (
+        ("TRACE", "/streams", "GET,HEAD"),
+        ("POST", "/streams/newCard/entries", "GET,HEAD"),
+        ("PUT", "/dlq/1-0", "DELETE,GET,HEAD"),
+        ("GET", "/dlq/1-0/replay", "POST"),
+    ):
+        response = await gateway.request(method, f"/api/v1/admin{path}", headers=admin_headers)
+        assert response.status == 405, f"{method} {path}"
+        assert response.headers["Allow"] == allowed
+        assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
 async def test_after_the_scripted_scenario_each_view_shows_the_right_numbers(scenario: Scenario, admin_headers):
     gateway = scenario.system.gateway
 

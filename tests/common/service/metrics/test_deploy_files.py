@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from common.contracts import topology
+from common.core.settings import Settings
 from common.service.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -76,7 +77,7 @@ def test_the_dashboard_groups_by_labels_that_exist(exprs: list[str]) -> None:
     assert grouped - defined - {""} == set()
 
 
-def test_prometheus_scrapes_every_deployed_process_on_its_metrics_path() -> None:
+def test_prometheus_scrapes_every_deployed_process_on_its_metrics_port() -> None:
     config: dict[str, Any] = yaml.safe_load(PROMETHEUS.read_text())
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     (job,) = config["scrape_configs"]
@@ -85,4 +86,12 @@ def test_prometheus_scrapes_every_deployed_process_on_its_metrics_path() -> None
     deployed = {spec.name.replace("_", "-") for spec in topology.services()} | {"gateway"}
     assert names == deployed
     assert names <= set(compose["services"])
-    assert all(sd["port"] == 8080 for sd in job["dns_sd_configs"])
+    metrics_ports = {int(compose["services"][name]["environment"]["METRICS_PORT"]) for name in names}
+    assert metrics_ports == {sd["port"] for sd in job["dns_sd_configs"]} == {Settings().metrics_port}
+
+
+def test_the_metrics_port_is_never_published() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    published = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    assert published and not any(port.endswith(f":{Settings().metrics_port}") for port in published)
+    assert compose["services"]["gateway"]["ports"] == ["${GATEWAY_PORT:-8080}:8080"]

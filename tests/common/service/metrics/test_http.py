@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from common.swarm.embedded import free_port
 from project_svc.app import create_app
-from tests.common.service.metrics.scrape import labelsets, scrape, value
+from tests.common.service.metrics.scrape import CONTENT_TYPE, labelsets, parse, scrape, value
 from tests.helpers import access_token, bearer, user_record
 
 REQUESTS = "taskswarm_http_requests_total"
@@ -72,3 +74,16 @@ async def test_metrics_need_no_token_and_say_which_process_answers(client) -> No
     # The scrape before this one is counted like any request.
     second = await scrape(client)
     assert value(second, REQUESTS, **labels("GET", "/metrics", 200)) == 1
+
+
+async def test_with_a_metrics_port_the_metrics_are_there_and_not_on_the_api_port(make_settings, redis) -> None:  # type: ignore[no-untyped-def]
+    metrics_port = free_port()
+    app = create_app(make_settings(service_name="project_svc", metrics_port=metrics_port))
+    async with TestClient(TestServer(app)) as api, aiohttp.ClientSession() as http:
+        assert (await api.get("/metrics")).status == 404
+        async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == CONTENT_TYPE
+            series = parse(await response.text())
+    assert labelsets(series, "taskswarm_process_info")[0]["service"] == "project_svc"
+    assert value(series, REQUESTS, **labels("GET", "unmatched", 404)) == 1  # the API port's refusal, counted

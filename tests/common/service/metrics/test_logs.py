@@ -160,7 +160,7 @@ def test_swarm_up_asks_for_pretty_logs_on_a_terminal_and_json_when_piped(tmp_pat
     monkeypatch.setattr("sys.stdout", output)
     swarm = Swarm(SwarmConfig(data_dir=tmp_path), LogPrinter(output))
 
-    env = swarm._base_env(topology.GATEWAY, 1, 8080)
+    env = swarm._base_env(topology.GATEWAY, 1, 8080, 9464)
 
     assert env["LOG_FORMAT"] == ("console" if on_terminal else "json")
     assert env.get("FORCE_COLOR") == ("1" if on_terminal else None)

@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from common.swarm.procs import ChildProcess
+from common.swarm.state import load_state
 from common.swarm.supervisor import Swarm
 from tests.common.service.metrics.scrape import CONTENT_TYPE, Series, parse, value
 from tests.e2e.client import PASSWORD, Api
@@ -40,18 +42,36 @@ def api(http: aiohttp.ClientSession, system: Swarm) -> Api:
     return Api(http, system.gateway_url)
 
 
+def process_of(system: Swarm, name: str) -> ChildProcess:
+    process = system.gateway if name == "gateway" else system.replicas_of(name)[0]
+    assert process is not None
+    return process
+
+
 def url_of(system: Swarm, name: str) -> str:
-    if name == "gateway":
-        assert system.gateway_url is not None
-        return system.gateway_url
-    return system.replicas_of(name)[0].url
+    return process_of(system, name).url
 
 
 async def scrape(http: aiohttp.ClientSession, system: Swarm, name: str) -> Series:
-    async with http.get(url_of(system, name) + "/metrics") as response:
+    async with http.get(process_of(system, name).metrics_url) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == CONTENT_TYPE
         return parse(await response.text())
+
+
+@pytest.mark.parametrize("name", ["gateway", "auth_svc", "notif_svc"])
+async def test_metrics_are_served_on_a_port_of_their_own_never_on_the_api_port(
+    http: aiohttp.ClientSession, system: Swarm, name: str
+) -> None:
+    process = process_of(system, name)
+    assert process.metrics_port not in (None, process.port)
+
+    async with http.get(process.url + "/metrics") as response:
+        assert response.status == 404
+    assert await scrape(http, system, name)
+    state = load_state(system.data_dir)  # where `swarm up` tells operators (and its table) to find them
+    assert state is not None
+    assert process.metrics_url in {recorded.metrics_url for recorded in state.processes()}
 
 
 async def test_requests_and_events_are_counted_in_each_process(api: Api, http, system: Swarm) -> None:  # type: ignore[no-untyped-def]
