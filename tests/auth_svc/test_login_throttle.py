@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from auth_svc.app import create_app
 from auth_svc.throttle import failures_key
 from common.swarm.embedded import free_port
-from tests.auth.conftest import RegisterFn
+from tests.auth_svc.conftest import RegisterFn
 from tests.helpers import eventually
 
 ALLOWED = 3

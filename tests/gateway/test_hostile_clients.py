@@ -8,9 +8,9 @@ import asyncio
 import pytest
 import structlog
 
+from tests.common.service.metrics.scrape import scrape, value
 from tests.gateway.conftest import MakeToken, StartGateway, total_seen
 from tests.helpers import eventually
-from tests.metrics.scrape import scrape, value
 from tests.raw_http import MALFORMED, assert_spec_error, connect, dribble, exchange
 
 HOST = "127.0.0.1"

@@ -19,8 +19,8 @@ from common.http.app import create_app, json_response, public
 from common.http.contexts import redis_context
 from common.http.server import listening_port, serving
 from common.http.validation import read_json
+from tests.common.service.metrics.scrape import parse, value
 from tests.helpers import eventually
-from tests.metrics.scrape import parse, value
 from tests.raw_http import MALFORMED, assert_spec_error, connect, dribble, exchange
 
 HOST = "127.0.0.1"
