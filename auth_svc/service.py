@@ -24,7 +24,7 @@ from common.core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from common.core.formats import is_uuid
 from common.messaging.outbox import enqueue
 from common.service.runtime import Runtime
-from common.service.tokens import REFRESH, Principal, TokenVerifier, deny_sessions
+from common.service.tokens import REFRESH, Principal, TokenVerifier
 
 log = structlog.get_logger("auth")
 
@@ -169,7 +169,7 @@ class AuthService:
             if session["refresh_jti"] != claims["jti"]:
                 # A spent refresh token came back: whoever holds the newer one, the session leaked.
                 # The revocation must commit, so the 401 is raised after the transaction.
-                await deny_sessions(self._rt.redis_client(), [session["id"]], self._issuer.access_ttl_s)
+                await self._deny([session["id"]])
                 await store.revoke_session(conn, session["id"], "refresh_token_reuse")
                 reused = True
             else:
@@ -184,7 +184,7 @@ class AuthService:
     async def logout(self, caller: Principal) -> None:
         # Deny-list first: if Redis is down we answer 503 and nothing changed, rather than revoking the
         # session in the database while its access token keeps working.
-        await deny_sessions(self._rt.redis_client(), [caller.session_id], self._issuer.access_ttl_s)
+        await self._deny([caller.session_id])
         async with self._rt.db().acquire() as conn:
             await store.revoke_session(conn, caller.session_id, "logout")
 
@@ -203,9 +203,15 @@ class AuthService:
             await store.set_password_hash(conn, caller.user_id, new_hash)
             await self._revoke_all(conn, caller.user_id, reason="password_changed", keep=caller.session_id)
 
+    async def _deny(self, session_ids: list[str]) -> None:
+        """Deny-list sessions for an access token's lifetime (the verifier's deny-list: this process's pool)."""
+        deny_list = self._rt.token_verifier().deny_list
+        assert deny_list is not None, "redis_context not installed"
+        await deny_list.deny(session_ids, self._issuer.access_ttl_s)
+
     async def _revoke_all(self, conn: asyncpg.Connection, user_id: str, reason: str, keep: str | None = None) -> None:
         session_ids = await store.live_session_ids(conn, user_id, except_id=keep)
-        await deny_sessions(self._rt.redis_client(), session_ids, self._issuer.access_ttl_s)
+        await self._deny(session_ids)
         await store.revoke_sessions(conn, session_ids, reason)
 
 

@@ -4,7 +4,8 @@ The services verify the token again; checking it here too turns a bad token into
 costs no upstream work. For an authenticated request the session deny-list lookup and the user's
 rate-limit hit share one Redis round trip. The public endpoints that cost the most (sign-up, login,
 refresh: a password hash or a signature check and a database write each) are limited per client IP,
-each with its own allowance. Counting is `common.redis.ratelimit`'s fixed-window mechanism.
+each with its own allowance. Counting is `common.redis.ratelimit`'s fixed-window mechanism, the
+lookup and the user's hit `common.redis.sessions.DenyList.check`: no Redis command is written here.
 
 Every check here fails closed: when Redis cannot answer (down, or its connection pool exhausted past
 its timeout) the answer is 503 with `Retry-After`, never a request let through uncounted or with an
@@ -24,8 +25,9 @@ from redis.exceptions import RedisError
 from common.core.errors import ServiceUnavailable, Unauthorized
 from common.core.settings import Settings
 from common.redis import ratelimit
+from common.redis.sessions import DenyList
 from common.service.runtime import Runtime
-from common.service.tokens import TokenVerifier, bearer_token, revoked_session_key
+from common.service.tokens import TokenVerifier, bearer_token
 from gateway.routing import Access
 
 log = structlog.get_logger("gateway.admission")
@@ -50,11 +52,13 @@ class Admission:
         self._per_user = settings.rate_limit_user_per_minute
         self._redis: aioredis.Redis | None = None
         self._tokens: TokenVerifier | None = None
+        self._deny_list: DenyList | None = None
 
     def bind(self, runtime: Runtime) -> None:
         """Use the runtime's Redis client and verifier (they exist once `redis_context` has run)."""
         self._redis = runtime.redis_client()
         self._tokens = runtime.token_verifier()
+        self._deny_list = self._tokens.deny_list
 
     async def admit(self, request: web.Request, access: Access, path: str) -> None:
         """Return if the request may go on; raise 401 / 429 / 503 otherwise."""
@@ -72,20 +76,18 @@ class Admission:
 
     async def admit_token(self, token: str | None) -> None:
         """Admit an access token however it came (header, or a WebSocket's query): 401 / 429 / 503 if not."""
-        assert self._redis is not None and self._tokens is not None, "Admission.bind was not called"
+        assert self._tokens is not None and self._deny_list is not None, "Admission.bind was not called"
         if token is None:
             raise Unauthorized("missing bearer token", code="missing_token")
         claims = self._tokens.access_claims(token)
         user_id, session_id = claims["sub"], claims["sid"]
-        commands: list[ratelimit.Command] = [("EXISTS", revoked_session_key(session_id))]
-        if self._per_user > 0:
-            commands.append(ratelimit.hit(user_key(user_id)))
+        hit = ratelimit.hit(user_key(user_id)) if self._per_user > 0 else None
         try:
-            results = await ratelimit.execute(self._redis, commands)
+            revoked, hits = await self._deny_list.check(session_id, hit=hit)  # one round trip for both
         except RedisError as exc:
             log.warning("gateway.admission_unavailable", error=repr(exc))
             raise ServiceUnavailable("token deny-list unavailable") from exc
-        if results[0]:
+        if revoked:
             raise Unauthorized("token revoked", code="token_revoked")
-        if self._per_user > 0:
-            ratelimit.enforce(results[1], self._per_user)
+        if hits is not None:
+            ratelimit.enforce(hits, self._per_user)

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from common.core.retry import Backoff
 from common.core.settings import Settings
 from common.redis.client import make_redis
-from common.service.tokens import REVOCATIONS_CHANNEL
+from common.redis.sessions import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
 
 log = structlog.get_logger("notif.live")

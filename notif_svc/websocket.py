@@ -4,8 +4,8 @@ Authentication happens here, not in the auth middleware (the route is `@public`)
 headers on a WebSocket, so the token may also come as `?access_token=`. A bad token is a 401 JSON error
 before the upgrade. Once open, the socket lives at most as long as its token:
 - 4001 when the session is revoked (logout, password change, refresh reuse), announced by auth_svc on
-  REVOCATIONS_CHANNEL; after a pub/sub reconnection the deny-list is checked instead, as the
-  announcement may have been missed;
+  `common.redis.sessions.REVOCATIONS_CHANNEL`; after a pub/sub reconnection the deny-list is checked
+  instead, as the announcement may have been missed;
 - 4002 when the token expires (clients reconnect with a fresh one);
 - 1001 when this process shuts down, 1013 when the client reads too slowly to keep up.
 Client messages are ignored (a close ends the socket); aiohttp's heartbeat drops dead peers.

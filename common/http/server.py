@@ -149,4 +149,3 @@ def listening_port(runner: AppRunner) -> int:
     """The port a runner's first site listens on (for `PORT=0`)."""
     address = runner.addresses[0]
     return int(address[1])
-

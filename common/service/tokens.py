@@ -1,4 +1,5 @@
-"""Access-token verification with the public key, and the session deny-list in Redis.
+"""Access-token verification with the public key, checked against the session deny-list
+(`common.redis.sessions`).
 
 Only auth_svc holds the private key; every other process verifies with the public one. A token is
 accepted when its signature, issuer, type and expiry are right *and* its session is not on the
@@ -16,7 +17,6 @@ the expiry is checked again on every use, the deny-list on every request.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,19 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from redis.exceptions import RedisError
 
 from common.core.errors import ServiceUnavailable, Unauthorized
+from common.redis.sessions import DenyList
 
 ALGORITHM = "EdDSA"
 ACCESS = "access"
 REFRESH = "refresh"
-
-
-# Revocations are also announced here (one message per session id), so holders of long-lived
-# connections authenticated by a token (WebSockets) can close them at once instead of at expiry.
-REVOCATIONS_CHANNEL = "auth:revocations"
-
-
-def revoked_session_key(session_id: str) -> str:
-    return f"auth:revoked-session:{session_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +70,8 @@ class TokenVerifier:
             raise ValueError("the token public key must be an Ed25519 key")
         self._key = key
         self._issuer = issuer
-        self._redis = redis
+        # The deny-list this verifier checks (None: signature only, for tools without Redis).
+        self.deny_list = DenyList(redis) if redis is not None else None
         self._capacity = remembered_tokens
         self._verified: dict[str, dict[str, Any]] = {}  # access token → its claims (checked out)
 
@@ -119,7 +112,7 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         claims = self.access_claims(token)
-        if self._redis is not None and await self.is_revoked(claims["sid"]):
+        if self.deny_list is not None and await self.is_revoked(claims["sid"]):
             raise Unauthorized("token revoked", code="token_revoked")
         return Principal(
             user_id=claims["sub"],
@@ -131,25 +124,12 @@ class TokenVerifier:
         )
 
     async def is_revoked(self, session_id: str) -> bool:
-        assert self._redis is not None
+        assert self.deny_list is not None
         try:
-            return bool(await self._redis.exists(revoked_session_key(session_id)))
+            return await self.deny_list.is_revoked(session_id)
         except RedisError as exc:
             # Fail closed: without the deny-list we cannot tell a logged-out token from a live one.
             raise ServiceUnavailable("token deny-list unavailable") from exc
-
-
-async def deny_sessions(redis: aioredis.Redis, session_ids: Iterable[str], ttl_s: int) -> None:
-    """Put sessions on the deny-list for `ttl_s` seconds (the access-token lifetime) and announce them."""
-    ids = list(session_ids)
-    if not ids:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for sid in ids:
-            pipe.set(revoked_session_key(sid), "1", ex=max(ttl_s, 1))
-        for sid in ids:
-            pipe.publish(REVOCATIONS_CHANNEL, sid)
-        await pipe.execute()
 
 
 def bearer_token(authorization: str | None) -> str | None:

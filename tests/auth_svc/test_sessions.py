@@ -9,7 +9,7 @@ import uuid
 import jwt
 import orjson
 
-from common.service.tokens import REVOCATIONS_CHANNEL
+from common.redis.sessions import REVOCATIONS_CHANNEL
 from tests.helpers import bearer
 
 

@@ -11,7 +11,8 @@ import aiohttp
 import jwt
 import pytest
 
-from common.service.tokens import TokenVerifier, deny_sessions
+from common.redis.sessions import deny_sessions
+from common.service.tokens import TokenVerifier
 from tests.gateway.conftest import MakeToken, total_seen
 from tests.helpers import eventually
 

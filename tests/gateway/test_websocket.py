@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from common.service.tokens import deny_sessions
+from common.redis.sessions import deny_sessions
 from gateway.proxy import GATEWAY
 from tests.gateway.conftest import MakeToken, StartGateway, Upstream
 from tests.helpers import eventually

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 
 from common.core.settings import Settings
-from common.service.tokens import REVOCATIONS_CHANNEL
+from common.redis.sessions import REVOCATIONS_CHANNEL
 from notif_svc.feed_states import FeedStateCache
 from notif_svc.live import LISTENER_LIMIT, Listener, LiveHub, Signal, publish
 from notif_svc.store import FeedState

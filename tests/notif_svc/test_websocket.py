@@ -11,7 +11,7 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.client_ws import ClientWebSocketResponse
 
-from common.service.tokens import deny_sessions
+from common.redis.sessions import deny_sessions
 from tests.notif_svc.conftest import Actor, World, notice_event
 
 WS = "/notifications/ws"

@@ -9,7 +9,8 @@ import pytest
 
 from auth_svc.tokens import TokenIssuer
 from common.core.errors import Unauthorized
-from common.service.tokens import TokenVerifier, deny_sessions
+from common.redis.sessions import deny_sessions
+from common.service.tokens import TokenVerifier
 from tests.helpers import eventually
 
 
