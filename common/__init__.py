@@ -4,11 +4,11 @@
     swarm | serve           the operator tool (`swarm`); running one process (`python -m common.serve`)
     docs                    the OpenAPI and AsyncAPI documents, generated from the code and the manifests
     contracts               what several services agree on: manifests, topology, notices, the user replica
-    http                    the aiohttp edge of a service: app factory, middlewares, validation, doc markers
+    http                    the aiohttp edge: server, app factory, middlewares, bodies, headers, validation
     service                 what a running service holds: its runtime, token verifier, metrics
     messaging               outbox relay, consumer worker, dead letters, retention, stream views
-    redis | db              Redis client, key names and entry ids; PostgreSQL pool, migrations, upserts
-    core                    settings, errors, the event envelope, logging, ids and cursors, retry
+    redis | db              Redis client, keys, entry ids, rate limits, deny-list; PostgreSQL pool, migrations
+    core                    settings, errors, the event envelope, logging, formats, cursors, paging, retry
 
 The rule, in five lines:
 1. A package imports only packages drawn below it; packages on one line (`a | b`) not each other either.
