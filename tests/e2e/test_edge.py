@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from common.swarm.supervisor import Swarm
+from common.testing import service_urls
 from tests.e2e.client import PASSWORD, Api
 from tests.e2e.conftest import running_system
 from tests.helpers import access_token, bearer, user_record
@@ -108,7 +109,7 @@ async def test_health_tells_the_public_only_the_status_and_an_admin_everything(
         assert detailed.status == 200
         body = await detailed.json()
     replicas = {url for service in body["services"].values() for url in service["replicas"]}
-    assert replicas == {child.url for name in system.service_urls() for child in system.replicas_of(name)}
+    assert replicas == {child.url for name in service_urls(system) for child in system.replicas_of(name)}
 
 
 async def test_the_public_port_serves_no_metrics(system: Swarm, http: aiohttp.ClientSession):
