@@ -98,6 +98,17 @@ async def dribble(conn: Connection, data: bytes, every_s: float) -> None:
             await asyncio.sleep(every_s)
 
 
+async def answer_to_dribbled(conn: Connection, head: bytes, body: bytes, every_s: float) -> RawResponse:
+    """Send `head` at once, then `body` a byte every `every_s` seconds, and read the answer the server
+    gives meanwhile (the sender stops once the answer is in)."""
+    await conn.send(head)
+    sender = asyncio.create_task(dribble(conn, body, every_s))
+    try:
+        return await conn.response()
+    finally:
+        sender.cancel()
+
+
 # Heads the parser refuses, by name: each must be answered in the SPEC error shape, quoting none of it.
 LONG = "x" * 20_000
 MALFORMED: dict[str, tuple[bytes, int, str]] = {

@@ -4,7 +4,6 @@ says or keeps to itself (headers, `/health`, `/metrics`)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
@@ -16,7 +15,7 @@ from common.testing import service_urls
 from tests.e2e.client import PASSWORD, Api
 from tests.e2e.conftest import running_system
 from tests.helpers import access_token, bearer, user_record
-from tests.raw_http import MALFORMED, assert_spec_error, connect, dribble, exchange
+from tests.raw_http import MALFORMED, answer_to_dribbled, assert_spec_error, connect, exchange
 
 pytestmark = pytest.mark.e2e
 
@@ -59,12 +58,9 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut_off_with_a_408(system: Swarm)
     head = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
     head += b"Content-Length: 60\r\n\r\n"
     async with connect(*address(system.gateway_url)) as conn:
-        await conn.send(head)
-        sender = asyncio.create_task(dribble(conn, b'{"username": "someone", "password": "' + b"x" * 20 + b'"}', 0.2))
-        try:
-            response = await conn.response()
-        finally:
-            sender.cancel()
+        response = await answer_to_dribbled(
+            conn, head, b'{"username": "someone", "password": "' + b"x" * 20 + b'"}', every_s=0.2
+        )
 
     assert response.status == 408
     assert response.json()["error"]["code"] == "request_timeout"

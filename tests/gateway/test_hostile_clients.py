@@ -11,7 +11,7 @@ import structlog
 from tests.common.service.metrics.scrape import scrape, value
 from tests.gateway.conftest import MakeToken, StartGateway, total_seen
 from tests.helpers import eventually
-from tests.raw_http import MALFORMED, assert_spec_error, connect, dribble, exchange
+from tests.raw_http import MALFORMED, answer_to_dribbled, assert_spec_error, connect, exchange
 
 HOST = "127.0.0.1"
 
@@ -28,12 +28,9 @@ async def test_a_sized_body_that_arrives_too_slowly_is_a_408_before_it_reaches_a
 ):
     gateway = await start_gateway(body_read_timeout_s=1.0)
     async with connect(HOST, gateway.port) as conn:
-        await conn.send(head(make_token().value, "Content-Length: 100"))
-        sender = asyncio.create_task(dribble(conn, b"x" * 100, every_s=0.2))
-        try:
-            response = await conn.response()
-        finally:
-            sender.cancel()
+        response = await answer_to_dribbled(
+            conn, head(make_token().value, "Content-Length: 100"), b"x" * 100, every_s=0.2
+        )
 
     assert response.status == 408
     assert response.json()["error"]["code"] == "request_timeout"
@@ -46,12 +43,12 @@ async def test_a_chunked_body_that_arrives_too_slowly_is_a_408_and_never_complet
 ):
     gateway = await start_gateway(body_read_timeout_s=1.0)
     async with connect(HOST, gateway.port) as conn:
-        await conn.send(head(make_token().value, "Transfer-Encoding: chunked"))
-        sender = asyncio.create_task(dribble(conn, b"1\r\nx\r\n" * 50 + b"0\r\n\r\n", every_s=0.05))
-        try:
-            response = await conn.response()
-        finally:
-            sender.cancel()
+        response = await answer_to_dribbled(
+            conn,
+            head(make_token().value, "Transfer-Encoding: chunked"),
+            b"1\r\nx\r\n" * 50 + b"0\r\n\r\n",
+            every_s=0.05,
+        )
 
     assert response.status == 408
     assert response.json()["error"]["code"] == "request_timeout"

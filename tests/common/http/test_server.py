@@ -21,7 +21,7 @@ from common.http.server import listening_port, serving
 from common.http.validation import read_json
 from tests.common.service.metrics.scrape import parse, value
 from tests.helpers import eventually
-from tests.raw_http import MALFORMED, assert_spec_error, connect, dribble, exchange
+from tests.raw_http import MALFORMED, answer_to_dribbled, assert_spec_error, connect, dribble, exchange
 
 HOST = "127.0.0.1"
 
@@ -89,12 +89,7 @@ async def test_a_body_that_arrives_too_slowly_is_a_408_and_the_connection_closes
 ) -> None:
     port = await serve(body_read_timeout_s=1.0)
     async with connect(HOST, port) as conn:
-        await conn.send(post_head(100))
-        sender = asyncio.create_task(dribble(conn, b'{"a": "' + b"x" * 92 + b'"}', every_s=0.2))
-        try:
-            response = await conn.response()
-        finally:
-            sender.cancel()
+        response = await answer_to_dribbled(conn, post_head(100), b'{"a": "' + b"x" * 92 + b'"}', every_s=0.2)
 
     assert response.status == 408
     assert response.json()["error"]["code"] == "request_timeout"
