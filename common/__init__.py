@@ -7,7 +7,7 @@
     http                    the aiohttp edge: server, app factory, middlewares, bodies, headers, validation
     service                 what a running service holds: its runtime, token verifier, metrics
     messaging               outbox relay, consumer worker, dead letters, retention, stream views
-    redis | db              Redis client, keys, entry ids, rate limits, deny-list; PostgreSQL pool, migrations
+    redis | db              Redis client, keys, ids, pub/sub, rate limits, deny-list; PostgreSQL pool, migrations
     core                    settings, errors, the event envelope, logging, formats, cursors, paging, retry
 
 The rule, in five lines:

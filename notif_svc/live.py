@@ -1,18 +1,19 @@
 """The live hub: how a notification stored by any replica reaches the long-polls and WebSockets of all.
 
-Every notif_svc process holds ONE Redis pub/sub connection (its own client, not the request client's
-pool): PSUBSCRIBE `notif:user:*` and SUBSCRIBE `auth:revocations`. A single reader task dispatches what
-arrives to local listeners (an asyncio queue per waiting request or socket), keyed by user id and by
-session id, so a held long-poll or an open socket holds no Redis connection at all: any number of them
-wait on their queues while the request pool serves everything else. Publishing is a plain PUBLISH on the
-shared client.
+Every notif_svc process holds ONE Redis pub/sub subscriber (`common.redis.pubsub.Subscriber`: its own
+connection, reconnecting with backoff) on two topics: the users' channels (`notif:user:<id>`) and the
+session revocations (`common.redis.sessions.REVOCATIONS`). What arrives is dispatched here to local
+listeners (an asyncio queue per waiting request or socket), keyed by user id and by session id, so a
+held long-poll or an open socket holds no Redis connection at all: any number of them wait on their
+queues while the request pool serves everything else. Publishing is `common.redis.pubsub.publish` on
+the shared client.
 
 Pub/sub is fire-and-forget: a message sent while the connection is down is lost. So nothing relies on
-it alone: long-polls also re-check the feed version every few seconds, and after every reconnection
-(ours, or redis-py's own transparent resubscription, which we notice by the subscribe confirmations
-arriving again) every listener gets RESYNC, to re-check whatever it was waiting for.
+it alone: long-polls also re-check the feed version every few seconds, and after every resubscription
+(the subscriber tells us, whichever way it happened) every listener gets RESYNC, to re-check whatever
+it was waiting for, and the feed states kept in memory are dropped.
 
-Messages on `notif:user:<id>` are JSON objects with a `type`: `notification` (`data` is the
+Messages on a user's channel are JSON objects with a `type`: `notification` (`data` is the
 notification as the API shows it; sockets forward these verbatim) or `read` (the user's read marks
 changed; it only wakes long-polls).
 """
@@ -26,28 +27,20 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
-from common.core.retry import Backoff
 from common.core.settings import Settings
-from common.redis.client import make_redis
-from common.redis.sessions import REVOCATIONS_CHANNEL
+from common.redis.client import Client
+from common.redis.pubsub import Message, Subscriber, Topic
+from common.redis.pubsub import publish as publish_on
+from common.redis.sessions import REVOCATIONS
 from notif_svc.feed_states import FeedStateCache
 
 log = structlog.get_logger("notif.live")
 
-USER_CHANNEL_PREFIX = "notif:user:"
-USER_CHANNEL_PATTERN = USER_CHANNEL_PREFIX + "*"
+USERS = Topic("notif:user:", keyed=True)  # keyed by user id
 # Undelivered messages a listener may hold before it is declared too slow (sockets then close).
 LISTENER_LIMIT = 256
-_SUBSCRIPTIONS = 2  # the user channel pattern and the revocations channel
-_READ_TIMEOUT_S = 1.0  # wake up regularly, so redis-py's health checks run on an idle connection
-
-
-def user_channel(user_id: str) -> str:
-    return USER_CHANNEL_PREFIX + user_id
 
 
 class Signal(enum.Enum):
@@ -88,16 +81,27 @@ class Listener:
 
 class LiveHub:
     def __init__(self, settings: Settings, feed_states: FeedStateCache) -> None:
-        self._settings = settings
         # Kept in step with what this connection hears (see notif_svc.feed_states).
         self.feed_states = feed_states
         self._users: dict[str, set[Listener]] = {}
         self._sessions: dict[str, set[Listener]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed_once = False
-        self._confirmations = 0
-        self.connected = asyncio.Event()
-        self.reconnects = 0
+        self._subscriber = Subscriber(
+            settings,
+            [USERS, REVOCATIONS],
+            on_message=self._dispatch,
+            on_subscribed=self._on_subscribed,
+            on_lost=self._on_lost,
+            name="notif-live-hub",
+        )
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while subscribed (the readiness check)."""
+        return self._subscriber.subscribed
+
+    @property
+    def reconnects(self) -> int:
+        return self._subscriber.resubscriptions
 
     # -- listeners -------------------------------------------------------------------------------
 
@@ -141,74 +145,37 @@ class LiveHub:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notif-live-hub")
+        await self._subscriber.start()
 
     async def stop(self) -> None:
         self.broadcast(Signal.CLOSING)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._subscriber.stop()
 
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._subscriber.running()
 
-    async def _run(self) -> None:
-        backoff = Backoff()
-        while True:
-            client = make_redis(self._settings, max_connections=1)  # the one pub/sub connection
-            try:
-                async with client.pubsub() as pubsub:
-                    self._confirmations = 0
-                    await pubsub.psubscribe(USER_CHANNEL_PATTERN)
-                    await pubsub.subscribe(REVOCATIONS_CHANNEL)
-                    while True:
-                        message = await pubsub.get_message(timeout=_READ_TIMEOUT_S)
-                        if message is not None:
-                            self._dispatch(message)
-                            backoff.reset()
-            except (RedisError, OSError) as exc:
-                self.connected.clear()
-                self.feed_states.trust(False)
-                delay = backoff.next_delay()
-                log.warning("live.redis_unavailable", error=repr(exc), retry_in_s=round(delay, 3))
-                await asyncio.sleep(delay)
-            finally:
-                await client.aclose()
+    # -- what the subscriber hears ---------------------------------------------------------------
 
-    # -- dispatch --------------------------------------------------------------------------------
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind in ("subscribe", "psubscribe"):
-            self._on_subscribed()
-        elif kind == "pmessage":
-            user_id = message["channel"].removeprefix(USER_CHANNEL_PREFIX)
-            self.feed_states.invalidate([user_id])
-            for listener in list(self._users.get(user_id, ())):
-                listener.deliver(message["data"])
-        elif kind == "message" and message["channel"] == REVOCATIONS_CHANNEL:
-            for listener in list(self._sessions.get(message["data"], ())):
+    def _dispatch(self, message: Message) -> None:
+        if message.topic == USERS and message.key is not None:
+            self.feed_states.invalidate([message.key])
+            for listener in list(self._users.get(message.key, ())):
+                listener.deliver(message.data)
+        elif message.topic == REVOCATIONS:
+            for listener in list(self._sessions.get(message.data, ())):
                 listener.signal(Signal.REVOKED)
 
-    def _on_subscribed(self) -> None:
-        # Each (re)subscription of this connection confirms its _SUBSCRIPTIONS subscriptions one by one.
-        self._confirmations += 1
-        if self._confirmations % _SUBSCRIPTIONS != 1:
-            return
-        self.connected.set()
+    def _on_subscribed(self, again: bool) -> None:
         self.feed_states.trust(True)  # forgets what was kept before: changes may have gone unheard
-        if self._subscribed_once:
+        if again:
             # Subscribed again: whatever was published while we were away is lost to us.
-            self.reconnects += 1
             log.warning("live.resubscribed", listeners=self.listener_count)
             self.broadcast(Signal.RESYNC)
-        self._subscribed_once = True
+
+    def _on_lost(self, error: BaseException) -> None:
+        self.feed_states.trust(False)
 
 
-async def publish(redis: aioredis.Redis, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """PUBLISH each (user id, message) on that user's channel, in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for user_id, message in messages:
-            pipe.publish(user_channel(user_id), orjson.dumps(message))
-        await pipe.execute()
+async def publish(redis: Client, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Announce each (user id, message) on that user's channel, in one round trip."""
+    await publish_on(redis, USERS, [(user_id, orjson.dumps(message)) for user_id, message in messages])

@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from redis.exceptions import RedisError
 
 from common.contracts.notices import NoticeSchema
 from common.contracts.users import current_usernames
@@ -27,6 +26,7 @@ from common.core.envelope import Event, utcnow
 from common.core.errors import NotFound
 from common.core.formats import canonical_uuid, is_uuid
 from common.core.ids import decode_keyset, encode_keyset
+from common.redis.client import REDIS_FAILURES
 from common.service.runtime import Runtime
 from notif_svc import live
 from notif_svc.schemas import NotificationSchema
@@ -200,5 +200,5 @@ class NotificationService:
     async def _announce_read(self, user_id: str) -> None:
         # Wakes the user's other long-polls at once; if it is lost they notice within RECHECK_INTERVAL_S.
         self._hub.feed_states.invalidate([user_id])
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_FAILURES):
             await live.publish(self._rt.redis_client(), [(user_id, {"type": "read"})])

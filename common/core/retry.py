@@ -4,8 +4,9 @@ A loop whose dependency is away (Redis, PostgreSQL) waits `first_s`, then twice 
 further failure, up to `cap_s`; a success starts it over. Each wait is drawn between half and all of
 that delay ("equal jitter"), so the replicas that lost Redis at the same moment do not all come back
 at the same moment either. Used by the consumer worker (Redis and the database), the outbox relay and
-notif_svc's live hub. Written by hand: the policy is five lines, and redis-py's own backoff classes
-are shaped for its command retries, not for a loop that also logs how long it will wait.
+the pub/sub subscriber (`common.redis.pubsub`, under notif_svc's live hub). Written by hand: the policy
+is five lines, and redis-py's own backoff classes are shaped for its command retries, not for a loop
+that also logs how long it will wait.
 """
 
 from __future__ import annotations

@@ -5,8 +5,14 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisError
 
 from common.core.settings import Settings
+
+# A client, for code outside `common.redis` that only passes one along (to the mechanisms here).
+Client = aioredis.Redis
+# What a Redis call raises when Redis cannot answer (refused, reset, timed out, an error reply).
+REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, OSError)
 
 
 def make_redis(settings: Settings, *, max_connections: int | None = None) -> aioredis.Redis:

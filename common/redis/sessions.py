@@ -18,8 +18,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common.redis import ratelimit
+from common.redis.pubsub import Topic, queue_publish
 
 REVOCATIONS_CHANNEL = "auth:revocations"
+REVOCATIONS = Topic(REVOCATIONS_CHANNEL)  # each message: the id of a session just revoked
 
 
 def revoked_session_key(session_id: str) -> str:
@@ -55,7 +57,7 @@ class DenyList:
             for sid in ids:
                 pipe.set(revoked_session_key(sid), "1", ex=max(ttl_s, 1))
             for sid in ids:
-                pipe.publish(REVOCATIONS_CHANNEL, sid)
+                queue_publish(pipe, REVOCATIONS, None, sid)
             await pipe.execute()
 
 
