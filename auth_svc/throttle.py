@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import hashlib
 
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
 from common.redis import ratelimit
+from common.redis.client import REDIS_FAILURES, Client
 
 log = structlog.get_logger("auth.throttle")
 
@@ -36,17 +35,17 @@ class LoginThrottle:
         self._allowed = allowed
         self._window_ms = window_s * 1000
 
-    async def attempt(self, redis: aioredis.Redis, login: str) -> None:
+    async def attempt(self, redis: Client, login: str) -> None:
         """Count an attempt for `login`: 429 past the allowance, 503 when it cannot be counted."""
         if self._allowed > 0:
             await ratelimit.limit(redis, failures_key(login), self._allowed, window_ms=self._window_ms, what="login")
 
-    async def succeeded(self, redis: aioredis.Redis, login: str) -> None:
+    async def succeeded(self, redis: Client, login: str) -> None:
         """Give back the attempt of a successful login: only failures use up the allowance."""
         if self._allowed <= 0:
             return
         try:
             await ratelimit.execute(redis, (ratelimit.forgive(failures_key(login)),))
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             # Not a check: the login stands, and the count stays one too high until the window ends.
             log.warning("auth.login_attempt_not_given_back", error=repr(exc))

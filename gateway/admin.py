@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import re
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -24,6 +23,7 @@ from common.http.app import Handler, json_response, principal, runtime_of
 from common.http.docmarks import doc
 from common.http.validation import parse_query
 from common.messaging import views as streams
+from common.redis.client import Client
 from gateway.routing import API_PREFIX
 
 ADMIN_PREFIX = API_PREFIX + "/admin"
@@ -39,7 +39,7 @@ def admin_only(handler: Handler) -> Handler:
     return checked
 
 
-def _redis(request: web.Request) -> aioredis.Redis:
+def _redis(request: web.Request) -> Client:
     return runtime_of(request.app).redis_client()
 
 

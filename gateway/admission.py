@@ -17,14 +17,13 @@ deny-list and the rate limit on every request.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from common.core.errors import ServiceUnavailable, Unauthorized
 from common.core.settings import Settings
 from common.redis import ratelimit
+from common.redis.client import REDIS_FAILURES, Client
 from common.redis.sessions import DenyList
 from common.service.runtime import Runtime
 from common.service.tokens import TokenVerifier, bearer_token
@@ -50,7 +49,7 @@ class Admission:
         # Refreshing is a client's routine (every access-token lifetime), not a guess: its own allowance.
         self._per_ip_of = {"/auth/refresh": settings.rate_limit_refresh_per_minute}
         self._per_user = settings.rate_limit_user_per_minute
-        self._redis: aioredis.Redis | None = None
+        self._redis: Client | None = None
         self._tokens: TokenVerifier | None = None
         self._deny_list: DenyList | None = None
 
@@ -84,7 +83,7 @@ class Admission:
         hit = ratelimit.hit(user_key(user_id)) if self._per_user > 0 else None
         try:
             revoked, hits = await self._deny_list.check(session_id, hit=hit)  # one round trip for both
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log.warning("gateway.admission_unavailable", error=repr(exc))
             raise ServiceUnavailable("token deny-list unavailable") from exc
         if revoked:
