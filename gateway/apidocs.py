@@ -1,10 +1,12 @@
 """The API documentation, answered by the gateway itself (no token, nothing fetched at request time):
 
-- `GET /api/v1/openapi.json`: one OpenAPI 3 document of every public path. Built at start-up from the
-  services' own route tables and `@doc`s (the routes their manifests declare: same repository, same
-  image) with the builder of `common.docs.openapi`, their paths moved under `/api/v1` the way
-  `gateway.routing` routes them (notif_svc's `/notifications/ws` is `/api/v1/ws`), plus the gateway's
-  own routes: the admin API of stream inspection (`gateway.admin`), `/health` and these.
+- `GET /api/v1/openapi.json`: one OpenAPI 3 document of every public path. At start-up the gateway's
+  own routes (the admin API of stream inspection, `gateway.admin`; `/health`; these) are built with the
+  builder of `common.docs.openapi`, and merged (`common.docs.merge`) with each service's fragment,
+  `gateway/openapi/<service>.json`: its route table and `@doc`s already built with the same builder,
+  its paths under `/api/v1` the way `gateway.routing` routes them (notif_svc's `/notifications/ws` is
+  `/api/v1/ws`). The fragments are written ahead of time (`python -m gateway.docfragments`, which says
+  why) so this process imports no service's handlers, use cases or stores, only their manifests.
   A service whose package is missing, or that this gateway has no URL for, is left out: its paths
   answer 404 here.
 - `GET /api/v1/asyncapi.json`: the AsyncAPI document of the event catalog (`common.docs.asyncapi`).
@@ -31,17 +33,19 @@ from common.contracts import topology
 from common.core.errors import NotFound
 from common.core.settings import Settings
 from common.docs import asyncapi
+from common.docs.merge import merge_documents
 from common.docs.openapi import OpenAPIBuilder
 from common.http.app import public
 from common.http.docmarks import Doc, doc, doc_of
 from gateway import admin, health
-from gateway.routing import API_PREFIX, ROUTES, Access, Router, access_of
+from gateway.routing import API_PREFIX
 
 DOCS_PATH = "/docs"
 STATIC_PREFIX = DOCS_PATH + "/static/"
 OPENAPI_PATH = API_PREFIX + "/openapi.json"
 ASYNCAPI_PATH = API_PREFIX + "/asyncapi.json"
 SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+FRAGMENTS_DIR = Path(__file__).parent / "openapi"  # the services' parts, written by `gateway.docfragments`
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 TAGS = {
@@ -78,34 +82,6 @@ class Documents:
 DOCUMENTS = web.AppKey("api_documents", Documents)
 
 
-def public_path(service: str, path: str) -> str | None:
-    """Where the gateway exposes `service`'s `path`, or None when no rule routes it there."""
-    for rule in ROUTES:
-        if rule.service == service and rule.rewrite is not None:
-            if path == rule.rewrite or path.startswith(rule.rewrite + "/"):
-                return API_PREFIX + rule.prefix + path[len(rule.rewrite) :]
-    concrete = re.sub(r"{[^}]+}", "x", path)
-    target = Router({name: ("http://unused",) for name in {rule.service for rule in ROUTES}}).resolve(concrete)
-    if target is None or target.replicas.service != service or target.path != concrete:
-        return None
-    return API_PREFIX + path
-
-
-def _gateway_errors(method: str, path: str, secured: bool) -> dict[int, str]:
-    """What the gateway itself may answer on a proxied path, besides what the service documents."""
-    access = access_of(method, path.removeprefix(API_PREFIX))
-    extra = {
-        502: "the service answered badly (`bad_gateway`)",
-        503: "the service, or a dependency of it, is unavailable; retry",
-        504: "the service did not answer in time (`gateway_timeout`)",
-    }
-    if access is Access.TOKEN:
-        extra[429] = "rate limited per user: retry after `Retry-After` seconds"
-    elif access is Access.PUBLIC_PER_IP:
-        extra[429] = "rate limited per client IP: retry after `Retry-After` seconds"
-    return extra
-
-
 def _admin_errors(method: str, path: str, secured: bool) -> dict[int, str]:
     return {403: "not an admin (`forbidden`)", 503: "Redis is unavailable"}
 
@@ -121,20 +97,12 @@ def documented_services(settings: Settings | None = None) -> tuple[str, ...]:
     )
 
 
-def build_openapi(services: tuple[str, ...]) -> dict[str, Any]:
-    builder = OpenAPIBuilder("Taskswarm API", description=DESCRIPTION)
-    for service in services:
-        add_routes = topology.manifest_of(service).routes
-        assert add_routes is not None, f"{service} declares no routes"
-        routes = web.Application()  # a bare app: only to collect the service's route table
-        add_routes()(routes)
-        builder.tag(service, TAGS.get(service, service))
-        builder.add_router(
-            routes.router,
-            tag=service,
-            path_of=functools.partial(public_path, service),
-            extra_errors=_gateway_errors,
-        )
+def fragment_path(service: str) -> Path:
+    return FRAGMENTS_DIR / f"{service}.json"
+
+
+def add_gateway_operations(builder: OpenAPIBuilder) -> None:
+    """The gateway's own routes: the admin API, `/health` and the documents."""
     builder.tag("admin", TAGS["admin"])
     for method, path, handler in admin.ROUTES:
         described = doc_of(handler)
@@ -144,7 +112,15 @@ def build_openapi(services: tuple[str, ...]) -> dict[str, Any]:
     builder.add_operation("GET", "/health", health.health, HEALTH_DOC, "gateway")
     for path, handler in ((OPENAPI_PATH, openapi_json), (ASYNCAPI_PATH, asyncapi_json), (DOCS_PATH, docs_page)):
         builder.add_operation("GET", path, handler, _doc(handler), "gateway")
-    return builder.to_dict()
+
+
+def build_openapi(services: tuple[str, ...]) -> dict[str, Any]:
+    """The gateway's own part, built now, merged with the services' fragments (read, not built: building
+    them would import the services' handlers, use cases and stores)."""
+    builder = OpenAPIBuilder("Taskswarm API", description=DESCRIPTION)
+    add_gateway_operations(builder)
+    fragments = [orjson.loads(fragment_path(service).read_bytes()) for service in services]
+    return merge_documents(builder.to_dict(), fragments)
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,7 +14,8 @@ route shares is added here, so no handler repeats it and no document forgets it:
 - path parameters (UUIDs for `*_id`), query parameters from the query schema (pagination included),
   `X-Request-ID` on every response.
 Each service serves its own document at `/openapi.json` (`add_openapi_route`); the gateway puts the
-services' routes under `/api/v1` in one document (`gateway.apidocs`), with the same builder.
+services' routes under `/api/v1` in one document (`gateway.apidocs`), with the same builder, run ahead of
+time for the services (`gateway.docfragments`) and merged at the JSON level (`common.docs.merge`).
 """
 
 from __future__ import annotations

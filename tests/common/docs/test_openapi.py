@@ -16,7 +16,8 @@ from common.contracts import topology
 from common.core.formats import UUID_PATTERN
 from common.docs.openapi import operations, service_document
 from gateway import admin
-from gateway.apidocs import build_openapi, public_path
+from gateway.apidocs import build_openapi
+from gateway.docfragments import public_path
 from gateway.routing import API_PREFIX, ROUTES, Access, Rule, access_of
 from tests.common.docs.spec_tables import SPEC_SECTION_3_ROUTES
 
