@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from common.core.settings import Settings
 from common.db.migrations import ensure_database
-from common.testing import ThrowawayServers, drop_database, throwaway_servers
+from common.testing import ReplicatedRedis, ThrowawayServers, drop_database, replicated_redis, throwaway_servers
 
 Servers = ThrowawayServers
 
@@ -63,6 +64,13 @@ async def redis(servers: Servers) -> AsyncIterator[aioredis.Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[ReplicatedRedis]:
+    """A Redis primary with one in-sync replica, of this test's own (fail-over tests freeze and kill them)."""
+    with replicated_redis(tmp_path / "replicated") as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -70,6 +70,10 @@ class Settings:
     # and one that waits longer than the timeout answers 503 (Redis is stuck: a healthy queue drains in ms).
     redis_pool_max: int = 50
     redis_pool_timeout_s: float = 5.0
+    # Durable publish (common/redis/replicas.py): the outbox relay marks rows published only once `WAIT`
+    # confirms its entries on this many replicas. "auto": 1 when the primary has replicas, else 0.
+    redis_min_replicas_ack: str = "auto"
+    redis_wait_timeout_ms: int = 1000  # past it, the batch stays in the outbox for the next pass
 
     log_level: str = "info"
     log_format: str = "json"  # json | console
@@ -156,9 +160,21 @@ class Settings:
         for name in ("body_read_timeout_s", "keepalive_timeout_s"):
             if getattr(settings, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be more than 0, not {getattr(settings, name)}")
+        settings.replicas_to_ack()  # fails fast on a malformed REDIS_MIN_REPLICAS_ACK
+        if settings.redis_wait_timeout_ms < 1:
+            raise SettingsError(f"REDIS_WAIT_TIMEOUT_MS must be at least 1, not {settings.redis_wait_timeout_ms}")
         if settings.log_format not in {"json", "console"}:
             raise SettingsError(f"LOG_FORMAT must be json or console, not {settings.log_format!r}")
         return settings
+
+    def replicas_to_ack(self) -> int | None:
+        """REDIS_MIN_REPLICAS_ACK as a count, or None for "auto" (decided from the primary's replicas)."""
+        raw = self.redis_min_replicas_ack.strip().lower()
+        if raw == "auto":
+            return None
+        if raw.isdigit():
+            return int(raw)
+        raise SettingsError(f"REDIS_MIN_REPLICAS_ACK must be auto or a count of replicas (0, 1, ...), not {raw!r}")
 
     def upstreams(self) -> dict[str, tuple[str, ...]]:
         """Service name → base URLs of its replicas, for the services that are configured."""

@@ -91,6 +91,8 @@ async def outbox_context(app: web.Application) -> AsyncIterator[None]:
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_ms / 1000,
         metrics=rt.metrics,
+        min_replicas_ack=settings.replicas_to_ack(),
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
     rt.metrics.watch("outbox", rt.relay)
     task = asyncio.create_task(rt.relay.run(), name="outbox-relay")

@@ -6,6 +6,10 @@ change that caused it committed. `OutboxRelay` moves committed rows to their str
   the listening connection is down or a notification is missed;
 - rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas relay side by side without
   publishing a row twice; a row is deleted only after its XADD succeeded, in the same transaction;
+- and, when the primary has replicas, only after `WAIT` confirmed the XADDs on `REDIS_MIN_REPLICAS_ACK` of
+  them (`common.redis.replicas`): a primary killed right after answering must not take with it an event
+  whose row is already gone. A WAIT that falls short rolls the batch back: the rows stay for the next
+  pass, which XADDs them again. A duplicate is harmless (consumers dedupe by event id), a loss is not;
 - it never tails by "last seq seen": bigserial values can commit out of order, and a tailing relay
   would skip the late one. It always takes whatever unpublished rows exist.
 A crash between XADD and commit republishes the row: consumers dedupe by event id.
@@ -28,6 +32,7 @@ from common.core.envelope import Event
 from common.core.retry import Backoff
 from common.db.pool import connect
 from common.messaging.readings import OutboxBacklog
+from common.redis.replicas import ReplicaQuorum
 
 log = structlog.get_logger("outbox")
 
@@ -49,6 +54,15 @@ async def enqueue(conn: asyncpg.Connection, events: Iterable[Event]) -> None:
         await conn.executemany("INSERT INTO outbox (event_id, stream, fields) VALUES ($1, $2, $3)", rows)
 
 
+class ReplicasBehind(Exception):
+    """WAIT answered that fewer replicas than required hold the batch: it is not durable yet."""
+
+    def __init__(self, required: int, acknowledged: int) -> None:
+        super().__init__(f"{acknowledged} of {required} replicas acknowledged the batch")
+        self.required = required
+        self.acknowledged = acknowledged
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -59,7 +73,11 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
         metrics: PublishCounter | None = None,
+        min_replicas_ack: int | None = None,
+        wait_timeout_ms: int = 1000,
     ) -> None:
+        """`min_replicas_ack`: replicas that must hold a batch before its rows go (None: "auto", see
+        `common.redis.replicas`); `wait_timeout_ms`: how long WAIT may block before the batch stays."""
         self._pool = pool
         self._redis = redis
         self._dsn = dsn
@@ -69,10 +87,16 @@ class OutboxRelay:
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
         self._metrics = metrics
+        self._quorum = ReplicaQuorum(min_replicas_ack)
+        self._wait_timeout_ms = wait_timeout_ms
         self.published = 0
 
     async def relay_once(self) -> int:
-        """Publish one batch of unpublished rows; return how many were published."""
+        """Publish one batch of unpublished rows; return how many were published.
+
+        Raises ReplicasBehind (after rolling the batch back) when WAIT confirms it on too few replicas.
+        """
+        required = await self._quorum.required(self._redis)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT seq, stream, fields FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -83,7 +107,14 @@ class OutboxRelay:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for row in rows:
                     pipe.xadd(row["stream"], row["fields"])
-                await pipe.execute()
+                if required:
+                    # In the same pipeline, hence on the same connection as the XADDs (a redis-py pipeline
+                    # takes one connection for its whole execute): WAIT waits for the writes of its own
+                    # connection only, so on any other connection it would answer at once, confirming nothing.
+                    pipe.wait(required, self._wait_timeout_ms)
+                answers = await pipe.execute()
+            if required and int(answers[-1]) < required:
+                raise ReplicasBehind(required, int(answers[-1]))  # leaves the transaction: rows roll back
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
         self.published += len(rows)
         if self._metrics is not None:
@@ -115,8 +146,21 @@ class OutboxRelay:
                 published = await self.relay_once()
                 backoff.reset()
                 wait_s = 0.0 if published == self._batch_size else self._poll_interval_s  # full: more waiting
+            except ReplicasBehind as exc:
+                # A replica lags or is gone: back off (each retry XADDs the batch again) and look at the
+                # primary's replicas afresh, so a replica that left for good stops being waited for.
+                self._quorum.forget()
+                wait_s = backoff.next_delay()
+                log.warning(
+                    "outbox.replicas_behind",
+                    required=exc.required,
+                    acknowledged=exc.acknowledged,
+                    retry_in_s=round(wait_s, 3),
+                )
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # Redis or PostgreSQL is down: the rows stay in the outbox, nothing is lost; retry later.
+                # Redis or PostgreSQL is down: the rows stay in the outbox, nothing is lost; retry later
+                # (after a fail-over, the promoted primary may have no replica: look again).
+                self._quorum.forget()
                 wait_s = backoff.next_delay()
                 log.warning("outbox.relay_failed", error=repr(exc), retry_in_s=round(wait_s, 3))
             if wait_s and not self._stopping:

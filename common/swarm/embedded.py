@@ -67,6 +67,7 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     appendonly: bool = True
+    replica_of: int = 0  # the port of a primary on 127.0.0.1 to replicate (fail-over tests); 0: a primary
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -94,6 +95,7 @@ class EmbeddedRedis:
                 "",
                 "--daemonize",
                 "no",
+                *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
