@@ -61,6 +61,7 @@ class Upstream:
     def __init__(self, name: str) -> None:
         self.name = name
         self.seen: list[Seen] = []
+        self.began = asyncio.Event()  # a request reached the handler (its body may still be arriving)
         self.ready_status = 200
         self.ready_calls = 0
         self.release = asyncio.Event()  # set at teardown so held answers end at once
@@ -78,6 +79,7 @@ class Upstream:
         return web.json_response({"status": "ready"}, status=self.ready_status)
 
     async def _echo(self, request: web.Request) -> web.StreamResponse:
+        self.began.set()
         query = request.query
         if "sleep" in query:
             with contextlib.suppress(TimeoutError):

@@ -62,7 +62,8 @@ async def test_a_client_abandoning_an_upload_is_counted_as_499_not_as_an_upstrea
     with structlog.testing.capture_logs() as logs:
         async with connect(HOST, gateway.port) as conn:
             await conn.send(head(make_token().value, "Transfer-Encoding: chunked") + b"5\r\nhello\r\n")
-            await asyncio.sleep(0.2)  # streaming to the service has begun
+            # Abandon it once streaming to the service has begun.
+            await asyncio.wait_for(upstreams["project_svc"].began.wait(), 5)
             conn.abort()
 
         async def counted() -> float | None:

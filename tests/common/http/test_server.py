@@ -26,8 +26,12 @@ from tests.raw_http import MALFORMED, answer_to_dribbled, assert_spec_error, con
 HOST = "127.0.0.1"
 
 
+ECHO_BEGAN = web.AppKey("echo_began", asyncio.Event)
+
+
 @public
 async def echo(request: web.Request) -> web.Response:
+    request.app[ECHO_BEGAN].set()
     return json_response({"got": await read_json(request)})
 
 
@@ -37,6 +41,12 @@ async def crash(request: web.Request) -> web.Response:
 
 
 Serve = Callable[..., Awaitable[int]]
+_SERVED: dict[int, web.Application] = {}  # port → the app `serve` started there (this test only)
+
+
+def echo_began(port: int) -> asyncio.Event:
+    """Set once the echo handler of the app on `port` has started (its body may still be arriving)."""
+    return _SERVED[port][ECHO_BEGAN]
 
 
 @pytest.fixture
@@ -50,8 +60,12 @@ async def serve(make_settings, redis) -> AsyncIterator[Serve]:  # type: ignore[n
             app.cleanup_ctx.append(redis_context)
             app.router.add_post("/echo", echo)
             app.router.add_get("/crash", crash)
+            app[ECHO_BEGAN] = asyncio.Event()
             runner = await stack.enter_async_context(serving(app, settings, shutdown_timeout=1))
-            return listening_port(runner)
+            port = listening_port(runner)
+            _SERVED[port] = app
+            stack.callback(_SERVED.pop, port, None)
+            return port
 
         yield start
 
@@ -127,7 +141,7 @@ async def test_a_client_hanging_up_mid_body_is_counted_as_499_never_as_a_server_
     with structlog.testing.capture_logs() as logs:
         async with connect(HOST, port) as conn:
             await conn.send(post_head(500) + b'{"a": "xx')
-            await asyncio.sleep(0.1)  # let the handler start reading the body
+            await asyncio.wait_for(echo_began(port).wait(), 5)  # the handler is reading the body
             conn.abort()
 
         async def counted() -> float | None:
