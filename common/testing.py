@@ -19,6 +19,7 @@ import asyncpg
 import redis
 
 from common.core.keys import ensure_keypair
+from common.swarm.cluster import EmbeddedRedisCluster
 from common.swarm.embedded import EmbeddedPostgres, EmbeddedRedis
 from common.swarm.supervisor import Swarm
 
@@ -162,6 +163,21 @@ def _stop(server: EmbeddedRedis) -> None:
     if server.process is not None:
         server.process.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
     server.stop()
+
+
+@contextlib.contextmanager
+def embedded_redis_cluster(
+    root: Path, primaries: int = 3, replicas_per_primary: int = 1, node_timeout_ms: int = 1000
+) -> Iterator[EmbeddedRedisCluster]:
+    """A ready Redis Cluster under `root` (a replica per primary by default); every node stopped after.
+
+    The node timeout is short so that a killed primary's replica takes over within about three seconds.
+    """
+    cluster = EmbeddedRedisCluster(root, primaries, replicas_per_primary, node_timeout_ms)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 async def drop_database(admin_dsn: str, name: str) -> None:

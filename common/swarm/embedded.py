@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -68,6 +69,9 @@ class EmbeddedRedis:
     port: int = 0
     appendonly: bool = True
     replica_of: int = 0  # the port of a primary on 127.0.0.1 to replicate (fail-over tests); 0: a primary
+    # > 0: a Redis Cluster node (`common.swarm.cluster` forms the cluster), declaring a peer failed after this
+    cluster_node_timeout_ms: int = 0
+    cluster_bus_port: int = 0  # a cluster node's port for its peers (chosen at start when 0)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,16 +100,26 @@ class EmbeddedRedis:
                 "--daemonize",
                 "no",
                 *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
+                *(self._cluster_args() if self.cluster_node_timeout_ms else []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal goes to `swarm`, which stops us in order
         )
         log_file.close()
-        _wait_until(lambda: self._ping() or self._exited(), timeout_s, f"redis on port {self.port}")
+        wait_until(lambda: self._ping() or self._exited(), timeout_s, f"redis on port {self.port}")
         if self._exited():
             raise EmbeddedServerError(f"redis-server exited; see {self.data_dir / 'redis.log'}")
         return self
+
+    def _cluster_args(self) -> list[str]:
+        # nodes.conf lives in the node's own folder (`--dir`): the node keeps its identity across restarts.
+        # The bus port is a free port of its own: the default (port + 10000) may be taken, or past 65535.
+        self.cluster_bus_port = self.cluster_bus_port or free_port()
+        timeout, bus = str(self.cluster_node_timeout_ms), str(self.cluster_bus_port)
+        config = ["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", timeout, "--cluster-port", bus]
+        # A replica attached at start syncs at once, not after the default 5 s wait for more replicas to join.
+        return ["--cluster-enabled", "yes", *config, "--repl-diskless-sync-delay", "0"]
 
     def _exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
