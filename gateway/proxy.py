@@ -111,7 +111,7 @@ class Proxy:
             finally:
                 upstream.release()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if not _aborted_by_us(body) and client_gone(request):
+            if _our_abort(body) is None and client_gone(request):
                 # Our client hung up mid-upload, which aborted the upstream request: nothing upstream failed.
                 return answer_nobody(request, exc)
             raise _failure(exc, body, target.replicas.service) from exc
@@ -194,13 +194,15 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web
     return response
 
 
-def _aborted_by_us(body: Body) -> bool:
-    return isinstance(body, LimitedBody) and body.error is not None
+def _our_abort(body: Body) -> AppError | None:
+    """Why we aborted the upload ourselves (the body was too large or too slow), if we did."""
+    return body.error if isinstance(body, LimitedBody) else None
 
 
 def _failure(exc: BaseException, body: Body, service: str) -> AppError:
-    if isinstance(body, LimitedBody) and body.error is not None:
-        return body.error  # we aborted the upload ourselves: the body was too large or too slow
+    error = _our_abort(body)
+    if error is not None:
+        return error
     log.warning("gateway.upstream_failed", service=service, error=repr(exc))
     details = {"service": service}
     if isinstance(exc, TimeoutError):

@@ -22,9 +22,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from common.core.errors import RateLimited, ServiceUnavailable
+from common.redis.client import REDIS_FAILURES
 
 log = structlog.get_logger("ratelimit")
 
@@ -103,7 +104,7 @@ async def limit(redis: aioredis.Redis, key: str, allowed: int, *, window_ms: int
     """Count one request against `key`: 429 past `allowed` per window, 503 when it cannot be counted."""
     try:
         (result,) = await execute(redis, (hit(key, window_ms),))
-    except RedisError as exc:
+    except REDIS_FAILURES as exc:
         log.warning("ratelimit.unavailable", limit=what, error=repr(exc))
         raise ServiceUnavailable("rate limiter unavailable", details={"limit": what}) from exc
     enforce(result, allowed)

@@ -59,8 +59,3 @@ class DenyList:
             for sid in ids:
                 queue_publish(pipe, REVOCATIONS, None, sid)
             await pipe.execute()
-
-
-async def deny_sessions(redis: aioredis.Redis, session_ids: Iterable[str], ttl_s: int) -> None:
-    """`DenyList(redis).deny(...)`: for tools and tests that hold a client but no verifier."""
-    await DenyList(redis).deny(session_ids, ttl_s)

@@ -24,9 +24,9 @@ import jwt
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from redis.exceptions import RedisError
 
 from common.core.errors import ServiceUnavailable, Unauthorized
+from common.redis.client import REDIS_FAILURES
 from common.redis.sessions import DenyList
 
 ALGORITHM = "EdDSA"
@@ -127,7 +127,7 @@ class TokenVerifier:
         assert self.deny_list is not None
         try:
             return await self.deny_list.is_revoked(session_id)
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             # Fail closed: without the deny-list we cannot tell a logged-out token from a live one.
             raise ServiceUnavailable("token deny-list unavailable") from exc
 

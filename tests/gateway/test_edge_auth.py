@@ -11,7 +11,7 @@ import aiohttp
 import jwt
 import pytest
 
-from common.redis.sessions import deny_sessions
+from common.redis.sessions import DenyList
 from common.service.tokens import TokenVerifier
 from tests.gateway.conftest import MakeToken, total_seen
 from tests.helpers import eventually
@@ -88,7 +88,7 @@ async def test_a_token_of_a_revoked_session_is_refused_but_other_sessions_go_thr
 ):
     revoked = make_token()
     other_session = make_token(sub=revoked.user_id)
-    await deny_sessions(redis, [revoked.session_id], ttl_s=60)
+    await DenyList(redis).deny([revoked.session_id], ttl_s=60)
 
     await assert_refused(gateway, upstreams, revoked.headers, "token_revoked")
     response = await gateway.get("/api/v1/users/me", headers=other_session.headers)
@@ -144,7 +144,7 @@ async def test_a_session_revoked_after_its_token_was_seen_is_refused_from_then_o
     token = make_token()
     assert (await gateway.get("/api/v1/users/me", headers=token.headers)).status == 200
 
-    await deny_sessions(redis, [token.session_id], ttl_s=60)
+    await DenyList(redis).deny([token.session_id], ttl_s=60)
 
     response = await gateway.get("/api/v1/users/me", headers=token.headers)
     assert response.status == 401

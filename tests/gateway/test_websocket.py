@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from common.redis.sessions import deny_sessions
+from common.redis.sessions import DenyList
 from gateway.proxy import GATEWAY
 from tests.gateway.conftest import MakeToken, StartGateway, Upstream
 from tests.helpers import eventually
@@ -240,7 +240,7 @@ async def test_a_socket_without_a_valid_token_is_a_401_and_the_service_is_never_
     elif how == "garbage in the header":
         headers["Authorization"] = "Bearer not-a-jwt"
     else:
-        await deny_sessions(redis, [token.session_id], ttl_s=60)
+        await DenyList(redis).deny([token.session_id], ttl_s=60)
         path += "?access_token=" + token.value
         code = "token_revoked"
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.client_ws import ClientWebSocketResponse
 
-from common.redis.sessions import deny_sessions
+from common.redis.sessions import DenyList
 from tests.notif_svc.conftest import Actor, World, notice_event
 
 WS = "/notifications/ws"
@@ -67,14 +67,14 @@ async def test_the_token_may_come_in_the_query_and_only_my_notifications_are_pus
 async def test_logging_out_closes_the_socket_with_4001(pg_world: World):
     [reader] = await pg_world.users(1)
     ws = await _connect(pg_world, reader)
-    await deny_sessions(pg_world.redis, [reader.session_id], 900)
+    await DenyList(pg_world.redis).deny([reader.session_id], 900)
     assert await _closed_with(ws, 1.0) == 4001
 
 
 async def test_another_sessions_logout_leaves_the_socket_open(pg_world: World):
     actor, reader = await pg_world.users(2)
     ws = await _connect(pg_world, reader)
-    await deny_sessions(pg_world.redis, [actor.session_id], 900)
+    await DenyList(pg_world.redis).deny([actor.session_id], 900)
     event = await pg_world.notify(reader, by=actor)
     frame = await asyncio.wait_for(ws.receive_json(), 1.0)
     assert frame["data"]["message"] == event.data["message"]
@@ -90,7 +90,7 @@ async def test_the_socket_closes_with_4002_when_the_token_expires(pg_world: Worl
 async def test_bad_tokens_get_401_before_any_upgrade(pg_world: World):
     [reader] = await pg_world.users(1)
     revoked = pg_world.actor()
-    await deny_sessions(pg_world.redis, [revoked.session_id], 900)
+    await DenyList(pg_world.redis).deny([revoked.session_id], 900)
     expired = pg_world.actor(ttl_s=-10)
     cases = {
         "missing": {},

@@ -90,8 +90,10 @@ async def test_a_forced_failover_loses_no_event_whose_row_was_marked_published(
 
     async with client_of(replicated.primary.port) as old_primary, client_of(replicated.replica.port) as promoted:
         writer = asyncio.create_task(write())
-        async with relaying(pool, old_primary):
-            await eventually(lambda: _stream_length(old_primary, 100), timeout=15, what="events flowing")
+        async with relaying(pool, old_primary) as relay:
+            # Rows let go (WAIT confirmed, deleted, committed), not the stream's length: an XADDed batch still
+            # waiting on WAIT when the link is held below falls short and stays in the outbox.
+            await eventually(lambda: _relayed(relay, 100), timeout=15, what="events flowing")
             # The replica is cut off: what the relay XADDs now reaches the primary only...
             replicated.link.hold()
             before = await old_primary.xlen(STREAM)
@@ -163,6 +165,10 @@ async def _ids_in(client: aioredis.Redis) -> set[str]:
 
 async def _stream_length(client: aioredis.Redis, n: int) -> bool:
     return bool(await client.xlen(STREAM) >= n)
+
+
+async def _relayed(relay: OutboxRelay, n: int) -> bool:
+    return relay.published >= n
 
 
 async def _outbox_count(pool: asyncpg.Pool) -> int:

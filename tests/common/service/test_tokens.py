@@ -9,7 +9,7 @@ import pytest
 
 from auth_svc.tokens import TokenIssuer
 from common.core.errors import Unauthorized
-from common.redis.sessions import deny_sessions
+from common.redis.sessions import DenyList
 from common.service.tokens import TokenVerifier
 from tests.helpers import eventually
 
@@ -65,7 +65,7 @@ async def test_a_remembered_token_of_a_revoked_session_is_refused(make_settings,
     tokens = verifier(make_settings, redis)
     token = issue(make_settings)
     principal = await tokens.verify(token)
-    await deny_sessions(redis, [principal.session_id], 60)
+    await DenyList(redis).deny([principal.session_id], 60)
     with pytest.raises(Unauthorized) as refused:
         await tokens.verify(token)
     assert refused.value.code == "token_revoked"
